@@ -1,0 +1,130 @@
+"""deploy.yml took a bare Debian 13 host to a healthy stack; checks a user would make.
+
+Tests run in file order: the disruptive ones (down/up, host restart) come last.
+"""
+
+import subprocess
+import uuid
+
+from conftest import APP_DIR, HOST, api, compose, recap, run_playbook, wait_healthy
+
+SERVICES = ("nginx", "frontend", "backend", "postgres", "redis")
+
+
+def test_every_container_is_healthy(host):
+    state = wait_healthy(host)
+    assert sorted(name.split("-")[1] for name in state) == sorted(SERVICES)
+
+
+def test_only_nginx_publishes_ports(host):
+    out = host.check_output("docker ps --filter label=com.docker.compose.project=demo --format '{{.Names}} {{.Ports}}'")
+    published = [line.split()[0] for line in out.splitlines() if "->" in line]
+    assert published == ["demo-nginx-1"]
+
+
+def test_backend_network_is_internal(host):
+    assert host.check_output("docker network inspect -f '{{.Internal}}' demo_backend") == "true"
+
+
+def test_containers_are_hardened(host):
+    for name in ("demo-backend-1", "demo-frontend-1", "demo-postgres-1", "demo-redis-1", "demo-nginx-1"):
+        fmt = "{{.HostConfig.ReadonlyRootfs}} {{json .HostConfig.SecurityOpt}} {{json .HostConfig.CapDrop}} {{.HostConfig.Memory}}"
+        readonly, secopt, capdrop, memory = host.check_output("docker inspect -f '%s' %s" % (fmt, name)).split()
+        assert readonly == "true", name
+        assert "no-new-privileges:true" in secopt, name
+        assert "ALL" in capdrop, name
+        assert int(memory) > 0, name
+    # The application processes themselves do not run as root.
+    for name, process in (("demo-backend-1", "python3"), ("demo-postgres-1", "postgres"), ("demo-redis-1", "redis-server")):
+        users = host.check_output("docker top %s -eo pid,user,comm", name)
+        rows = [line.split() for line in users.splitlines()[1:] if process in line]
+        assert rows and all(user != "root" for _, user, _ in rows), (name, users)
+
+
+def test_add_and_list_an_item_through_nginx(host):
+    name = f"item-{uuid.uuid4().hex[:8]}"
+    status, created = api(host, "POST", "/api/items", {"name": name})
+    assert status == 201 and created["name"] == name
+    status, items = api(host, "GET", "/api/items")
+    assert status == 200 and name in [i["name"] for i in items["items"]]
+    status, page = host.run("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/").stdout, None
+    assert status == "200"
+
+
+def test_invalid_item_is_rejected(host):
+    status, _ = api(host, "POST", "/api/items", {"name": ""})
+    assert status == 400
+
+
+def test_secret_files_are_root_only(host):
+    assert host.file(f"{APP_DIR}/secrets").mode == 0o700
+    for name in ("db_password", "redis_password"):
+        f = host.file(f"{APP_DIR}/secrets/{name}")
+        assert f.user == "root" and f.group == "root"
+        assert f.mode in (0o400, 0o600)
+    env = host.file(f"{APP_DIR}/.env").content_string
+    assert "PASSWORD" not in env.upper()
+
+
+def test_no_secret_in_docker_inspect(host, secrets):
+    inspect = host.check_output("docker inspect $(docker ps -aq)")
+    for value in secrets:
+        assert value not in inspect
+
+
+def test_verbose_rerun_changes_nothing_and_leaks_no_secret(secrets):
+    result = run_playbook("-vvv")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert recap(output)["changed"] == 0
+    for value in secrets:
+        assert value not in output
+
+
+def test_check_diff_shows_compose_change_and_changes_nothing(host, secrets):
+    before = host.file(f"{APP_DIR}/compose.yaml").sha256sum
+    ids_before = host.check_output("docker ps -q --no-trunc | sort")
+    result = run_playbook("--check", "--diff", "-e", "app_backend_replicas=2")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "-      replicas: 1" in output and "+      replicas: 2" in output
+    for value in secrets:
+        assert value not in output
+    assert host.file(f"{APP_DIR}/compose.yaml").sha256sum == before
+    assert host.check_output("docker ps -q --no-trunc | sort") == ids_before
+
+
+def test_bad_input_stops_before_any_change(host):
+    before = host.file(f"{APP_DIR}/compose.yaml").sha256sum
+    cases = {
+        "app_name": ["-e", "app_name=Bad_Name"],
+        "app_backend_image": ["-e", "app_backend_image="],
+        "vault_app_redis_password_missing": ["-e", "app_redis_password={{ vault_app_redis_password_missing }}"],
+    }
+    for variable, args in cases.items():
+        result = run_playbook(*args)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, variable
+        assert variable in output, (variable, output[-2000:])
+        assert recap(output)["changed"] == 0, variable
+        assert "Deploy Docker and the application stack" not in output, variable
+    assert host.file(f"{APP_DIR}/compose.yaml").sha256sum == before
+
+
+def test_data_survives_compose_down_and_up(host):
+    name = f"durable-{uuid.uuid4().hex[:8]}"
+    assert api(host, "POST", "/api/items", {"name": name})[0] == 201
+    assert compose(host, "down").rc == 0
+    assert compose(host, "up", "-d", "--wait").rc == 0
+    wait_healthy(host)
+    assert name in [i["name"] for i in api(host, "GET", "/api/items")[1]["items"]]
+
+
+def test_data_survives_a_host_restart(host):
+    name = f"reboot-{uuid.uuid4().hex[:8]}"
+    assert api(host, "POST", "/api/items", {"name": name})[0] == 201
+    subprocess.run(["docker", "restart", HOST], check=True, capture_output=True, timeout=120)
+    subprocess.run(["docker", "exec", HOST, "timeout", "120", "systemctl", "is-system-running", "--wait"],
+                   capture_output=True, timeout=150, check=False)
+    wait_healthy(host)
+    assert name in [i["name"] for i in api(host, "GET", "/api/items")[1]["items"]]
