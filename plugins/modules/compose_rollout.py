@@ -1,0 +1,281 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) selfhost.stack developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: compose_rollout
+short_description: Roll Compose services behind Nginx to their rendered configuration without downtime
+version_added: 0.1.0
+description:
+  - For each service in O(roll) whose running containers do not match the rendered Compose
+    configuration, starts containers of the new configuration beside the old ones
+    (C(docker compose up --no-recreate --scale)), waits until they are healthy,
+    points Nginx's upstream pools at them (a graceful reload: requests in flight finish on the
+    old containers), waits O(drain_seconds), then stops and removes the old containers.
+  - When the new containers do not become healthy within O(health_timeout), fails with their
+    health log and changes neither Nginx nor the old containers, which keep serving. Running it
+    again after restoring the previous files removes the failed containers.
+  - Services with no container at all are left to C(docker compose up).
+  - With O(roll) empty it only makes the upstream pools name the serving containers.
+author: selfhost.stack developers
+requirements:
+  - Docker Engine with the Compose v2 plugin on the host.
+options:
+  project_dir:
+    description: The Compose project directory.
+    type: path
+    required: true
+  roll:
+    description: Services to roll to the rendered configuration.
+    type: list
+    elements: str
+    default: []
+  replicas:
+    description: Container count per service; 1 when not given.
+    type: dict
+    default: {}
+  pools:
+    description: Nginx upstream pools to keep in line with the serving containers.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      service:
+        description: Compose service whose containers form the pool.
+        type: str
+        required: true
+      pool:
+        description: Name of the upstream block.
+        type: str
+        required: true
+      port:
+        description: Port the service listens on inside its containers.
+        type: int
+        required: true
+  upstreams_path:
+    description: File holding the upstream blocks, inside Nginx's configuration directory. Required with O(pools).
+    type: path
+  nginx_service:
+    description: Compose service of the Nginx that reads O(upstreams_path).
+    type: str
+    default: nginx
+  health_timeout:
+    description: Seconds new containers have to become healthy.
+    type: int
+    default: 120
+  drain_seconds:
+    description: Seconds between the Nginx reload and stopping the old containers.
+    type: float
+    default: 2
+  stop_timeout:
+    description: Seconds an old container has to finish its requests after SIGTERM.
+    type: int
+    default: 30
+attributes:
+  check_mode:
+    support: full
+    description: Reports which services would roll and whether the pools would change.
+  diff_mode:
+    support: full
+    description: Shows the upstream file before and after.
+"""
+
+EXAMPLES = r"""
+- name: Roll the backend and frontend to the new images
+  selfhost.stack.compose_rollout:
+    project_dir: /opt/shop
+    roll: [backend, frontend]
+    replicas: {backend: 2}
+    pools:
+      - {service: backend, pool: backend_pool, port: 8000}
+      - {service: frontend, pool: frontend_pool, port: 8080}
+    upstreams_path: /opt/shop/nginx/upstreams.conf
+"""
+
+RETURN = r"""
+rolled:
+  description: Per rolled service, the containers started and the containers stopped.
+  returned: always
+  type: dict
+  sample: {backend: {started: [shop-backend-3], stopped: [shop-backend-1]}}
+serving:
+  description: Per pool service, the containers Nginx sends traffic to after the task.
+  returned: always
+  type: dict
+  sample: {backend: [shop-backend-3]}
+"""
+
+import json
+import os
+import tempfile
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.selfhost.stack.plugins.module_utils import rollout
+
+
+class Compose(object):
+    def __init__(self, module, project_dir):
+        self.module = module
+        self.project_dir = project_dir
+
+    def run(self, *args, **kwargs):
+        rc, out, err = self.module.run_command(list(args), cwd=self.project_dir)
+        if rc != 0:
+            self.module.fail_json(msg="%s failed (rc %d): %s" % (" ".join(args), rc, (err or out).strip()))
+        return out + err if kwargs.get("with_stderr") else out
+
+    def compose(self, *args, **kwargs):
+        return self.run("docker", "compose", *args, **kwargs)
+
+    def containers(self, service):
+        ids = self.compose("ps", "--all", "--quiet", service).split()
+        if not ids:
+            return []
+        return [rollout.Container.from_inspect(d) for d in json.loads(self.run("docker", "inspect", *ids))]
+
+    def config(self):
+        if not hasattr(self, "_config"):
+            self._config = json.loads(self.compose("config", "--format", "json"))
+        return self._config
+
+    def ensure_image(self, service):
+        image = self.config()["services"][service].get("image")
+        rc, _, _ = self.module.run_command(["docker", "image", "inspect", image], cwd=self.project_dir)
+        if rc != 0:
+            self.compose("pull", "--quiet", service)
+
+    def outdated(self, service):
+        """Whether `up` would create or recreate a container of the service (Compose's own judgement).
+
+        Never with --no-deps: Compose hashes a service's config without its depends_on then, so
+        containers made that way would be recreated by the next plain `up`.
+        """
+        prefix = " %s-%s-" % (self.config()["name"], service)
+        out = self.compose("--dry-run", "up", "--detach", "--pull", "never", service, with_stderr=True)
+        return any(prefix in line and (" Recreate" in line or " Creat" in line) for line in out.splitlines())
+
+    def health_log(self, name):
+        rc, out, _ = self.module.run_command(
+            ["docker", "inspect", "--format", "{{json .State.Health}}", name], cwd=self.project_dir)
+        if rc != 0 or not out.strip() or out.strip() == "null":
+            return ""
+        logs = (json.loads(out).get("Log") or [])[-1:]
+        return logs[0].get("Output", "").strip()[-300:] if logs else ""
+
+
+def wait_serving(module, compose, service, before, replicas, timeout):
+    """Wait until `replicas` containers started after `before` serve; on timeout remove them and fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        new = [c for c in compose.containers(service) if c.name not in before]
+        serving = [c for c in new if c.serving]
+        if len(serving) >= replicas:
+            return serving[:replicas]
+        if time.monotonic() > deadline or any(c.state in ("exited", "dead") for c in new):
+            detail = "; ".join("%s is %s/%s: %s" % (c.name, c.state, c.health, compose.health_log(c.name))
+                               for c in new if not c.serving) or "no new container started"
+            for c in new:
+                compose.run("docker", "rm", "--force", c.name)
+            module.fail_json(msg="new %s containers did not become healthy within %ds, removed them; the old ones "
+                             "keep serving: %s" % (service, timeout, detail),
+                             failed_check="container health", service=service)
+        time.sleep(1)
+
+
+def write_atomic(path, content):
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    with os.fdopen(fd, "w") as f:
+        f.write(content)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            project_dir=dict(type="path", required=True),
+            roll=dict(type="list", elements="str", default=[]),
+            replicas=dict(type="dict", default={}),
+            pools=dict(type="list", elements="dict", default=[], options=dict(
+                service=dict(type="str", required=True),
+                pool=dict(type="str", required=True),
+                port=dict(type="int", required=True),
+            )),
+            upstreams_path=dict(type="path"),
+            nginx_service=dict(type="str", default="nginx"),
+            health_timeout=dict(type="int", default=120),
+            drain_seconds=dict(type="float", default=2),
+            stop_timeout=dict(type="int", default=30),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    if p["pools"] and not p["upstreams_path"]:
+        module.fail_json(msg="upstreams_path is required with pools")
+    compose = Compose(module, p["project_dir"])
+    changed = False
+    rolled, stale, serving = {}, {}, {}
+
+    for service in p["roll"]:
+        containers = compose.containers(service)
+        if not containers:
+            continue
+        replicas = int(p["replicas"].get(service, 1))
+        compose.ensure_image(service)
+        serving_now = [c for c in containers if c.serving]
+        if not compose.outdated(service) and len(serving_now) == replicas == len(containers):
+            serving[service] = [c.name for c in serving_now]
+            continue
+        changed = True
+        before = {c.name for c in containers}
+        if module.check_mode:
+            rolled[service] = {"started": ["(%d new)" % replicas], "stopped": sorted(before)}
+            continue
+        compose.compose("up", "--detach", "--no-recreate", "--pull", "never", "--scale",
+                        "%s=%d" % (service, len(containers) + replicas), service)
+        current = wait_serving(module, compose, service, before, replicas, p["health_timeout"])
+        serving[service] = [c.name for c in current]
+        stale[service] = sorted(before)
+        rolled[service] = {"started": sorted(serving[service]), "stopped": stale[service]}
+
+    diff = {}
+    if p["pools"]:
+        pools = []
+        for pool in p["pools"]:
+            names = serving.get(pool["service"])
+            if names is None:
+                names = [c.name for c in compose.containers(pool["service"]) if c.serving]
+                serving[pool["service"]] = names
+            if not names:
+                module.fail_json(msg="no serving %s container to send traffic to" % pool["service"])
+            pools.append((pool["pool"], pool["port"], names))
+        content = rollout.render_upstreams(pools)
+        path = p["upstreams_path"]
+        old = open(path).read() if os.path.exists(path) else ""
+        if old != content:
+            changed = True
+            diff = {"before": old, "after": content, "before_header": path, "after_header": path}
+            if not module.check_mode:
+                write_atomic(path, content)
+                compose.compose("exec", "-T", p["nginx_service"], "sh", "-c", "nginx -t -q && nginx -s reload")
+                if any(stale.values()):
+                    time.sleep(p["drain_seconds"])
+
+    for service, names in stale.items():
+        for name in names:
+            compose.run("docker", "stop", "--time", str(p["stop_timeout"]), name)
+            compose.run("docker", "rm", name)
+
+    result = dict(changed=changed, rolled=rolled, serving=serving)
+    if module._diff and diff:
+        result["diff"] = diff
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

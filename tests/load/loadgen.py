@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Bounded HTTP load: a fixed request rate for a fixed time (or until a stop file appears),
+then it stops by itself. Counts failed requests (connection errors, timeouts, non-2xx, or a
+body without the expected text) and latency percentiles; prints and writes JSON.
+
+Only for the project's own test hosts and 127.0.0.1.
+Usage: loadgen.py URL [--rate 50] [--duration 60] [--stop-file F] [--output F] [--expect TEXT]
+"""
+
+import argparse
+import json
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+MAX_DURATION = 900  # hard upper bound, whatever the arguments say
+
+
+def percentile(sorted_values, q):
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, int(round(q / 100.0 * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[index]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("--rate", type=float, default=50.0, help="requests per second")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds (at most %d)" % MAX_DURATION)
+    parser.add_argument("--timeout", type=float, default=5.0, help="per request, seconds")
+    parser.add_argument("--stop-file", help="stop early once this file exists")
+    parser.add_argument("--expect", help="text every successful body must contain")
+    parser.add_argument("--output", help="write the JSON summary here")
+    args = parser.parse_args()
+    duration = min(args.duration, MAX_DURATION)
+
+    lock = threading.Lock()
+    latencies, failures, bodies = [], [], {}
+
+    def one(sent_at):
+        start = time.monotonic()
+        try:
+            with urllib.request.urlopen(args.url, timeout=args.timeout) as response:
+                body = response.read().decode("utf-8", "replace")
+                ok = 200 <= response.status < 300 and (args.expect is None or args.expect in body)
+                reason = None if ok else "status %d / unexpected body" % response.status
+        except (urllib.error.URLError, OSError) as e:
+            ok, body, reason = False, "", type(e).__name__ + ": " + str(e)[:120]
+        elapsed = time.monotonic() - start
+        with lock:
+            latencies.append(elapsed)
+            if not ok:
+                failures.append({"at": round(sent_at, 3), "reason": reason})
+            key = body[:120]
+            bodies[key] = bodies.get(key, 0) + 1
+
+    started = time.monotonic()
+    interval = 1.0 / args.rate
+    sent = 0
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        while True:
+            now = time.monotonic() - started
+            if now >= duration:
+                break
+            if args.stop_file and sent % 10 == 0:
+                try:
+                    open(args.stop_file).close()
+                    break
+                except OSError:
+                    pass
+            target = sent * interval
+            if target > now:
+                time.sleep(target - now)
+            pool.submit(one, time.monotonic() - started)
+            sent += 1
+
+    ordered = sorted(latencies)
+    summary = {
+        "url": args.url,
+        "rate": args.rate,
+        "seconds": round(time.monotonic() - started, 1),
+        "requests": len(latencies),
+        "failed": len(failures),
+        "failed_pct": round(100.0 * len(failures) / max(1, len(latencies)), 3),
+        "p50_ms": round(1000 * percentile(ordered, 50), 1) if ordered else None,
+        "p99_ms": round(1000 * percentile(ordered, 99), 1) if ordered else None,
+        "max_ms": round(1000 * ordered[-1], 1) if ordered else None,
+        "first_failures": failures[:10],
+        "failure_window_s": [failures[0]["at"], failures[-1]["at"]] if failures else None,
+        "failure_reasons": sorted({f["reason"] for f in failures})[:10],
+        "responses": sorted(bodies.items(), key=lambda kv: -kv[1])[:5],
+    }
+    text = json.dumps(summary, indent=2)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
