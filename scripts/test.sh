@@ -10,9 +10,12 @@ source "$SELFHOST_ROOT/.harness.env"
 activate_venv
 cd "$SELFHOST_ROOT"
 
+# Test hosts carry this run's id, so a run removes its own hosts and nobody else's.
+SELFHOST_RUN_ID=${SELFHOST_RUN_ID:-$$-$(date +%s)}
+export SELFHOST_RUN_ID
 remove_test_hosts() {
   local ids
-  ids=$(docker ps -aq --filter label=selfhost.test=1)
+  ids=$(docker ps -aq --filter label=selfhost.test=1 --filter "label=selfhost.run=$SELFHOST_RUN_ID")
   [[ -z $ids ]] || docker rm -fv $ids >/dev/null 2>&1 || true
 }
 trap remove_test_hosts EXIT
@@ -33,6 +36,11 @@ step_build() {
   rm -rf "$out"
 }
 step_sanity() {
+  # ansible-test bootstraps pip in its venvs with a script from a host these machines cannot
+  # reach; the stand-in installs pip from ensurepip and the package index instead (pip 24.2
+  # is what the pinned ansible-core's ansible-test asks for with Python 3.11).
+  mkdir -p ~/.ansible/test/cache
+  cp tests/harness/ansible-test/get_pip.py ~/.ansible/test/cache/get_pip_24_2.py
   # ansible-test needs the collection at .../ansible_collections/<namespace>/<name>.
   local tree
   tree=$(mktemp -d)

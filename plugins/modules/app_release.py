@@ -19,7 +19,7 @@ description:
   - O(state=active) copies a recorded release's files back into O(project_dir) and points
     C(current) at it; starting the containers is left to the caller.
   - O(state=query) only reports the history, and appends O(audit_event) when given.
-author: selfhost.stack developers
+author: selfhost.stack developers (@selfhost-stack)
 options:
   project_dir:
     description: The Compose project directory (holding C(compose.yaml) and C(.env)).

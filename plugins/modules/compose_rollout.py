@@ -14,14 +14,14 @@ description:
   - For each service in O(roll) whose running containers do not match the rendered Compose
     configuration, starts containers of the new configuration beside the old ones
     (C(docker compose up --no-recreate --scale)), waits until they are healthy,
-    points Nginx's upstream pools at them (a graceful reload: requests in flight finish on the
+    points Nginx's upstream pools at them (a graceful reload, so requests in flight finish on the
     old containers), waits O(drain_seconds), then stops and removes the old containers.
   - When the new containers do not become healthy within O(health_timeout), fails with their
     health log and changes neither Nginx nor the old containers, which keep serving. Running it
     again after restoring the previous files removes the failed containers.
   - Services with no container at all are left to C(docker compose up).
   - With O(roll) empty it only makes the upstream pools name the serving containers.
-author: selfhost.stack developers
+author: selfhost.stack developers (@selfhost-stack)
 requirements:
   - Docker Engine with the Compose v2 plugin on the host.
 options:
@@ -145,7 +145,7 @@ class Compose(object):
 
     def ensure_image(self, service):
         image = self.config()["services"][service].get("image")
-        rc, _, _ = self.module.run_command(["docker", "image", "inspect", image], cwd=self.project_dir)
+        rc = self.module.run_command(["docker", "image", "inspect", image], cwd=self.project_dir)[0]
         if rc != 0:
             self.compose("pull", "--quiet", service)
 
@@ -160,7 +160,7 @@ class Compose(object):
         return any(prefix in line and (" Recreate" in line or " Creat" in line) for line in out.splitlines())
 
     def health_log(self, name):
-        rc, out, _ = self.module.run_command(
+        rc, out, dummy = self.module.run_command(
             ["docker", "inspect", "--format", "{{json .State.Health}}", name], cwd=self.project_dir)
         if rc != 0 or not out.strip() or out.strip() == "null":
             return ""
@@ -249,7 +249,10 @@ def main():
         for pool in p["pools"]:
             names = serving.get(pool["service"])
             if names is None:
-                names = [c.name for c in compose.containers(pool["service"]) if c.serving]
+                containers = compose.containers(pool["service"])
+                if not containers:
+                    continue  # not deployed yet: docker compose up creates them
+                names = [c.name for c in containers if c.serving]
                 serving[pool["service"]] = names
             if not names:
                 module.fail_json(msg="no serving %s container to send traffic to" % pool["service"])
@@ -257,7 +260,7 @@ def main():
         content = rollout.render_upstreams(pools)
         path = p["upstreams_path"]
         old = open(path).read() if os.path.exists(path) else ""
-        if old != content:
+        if len(pools) == len(p["pools"]) and old != content:
             changed = True
             diff = {"before": old, "after": content, "before_header": path, "after_header": path}
             if not module.check_mode:

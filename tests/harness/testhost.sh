@@ -13,7 +13,9 @@ shift 2
 docker network inspect "$SELFHOST_NETWORK" >/dev/null 2>&1 \
   || docker network create --label selfhost.test=1 "$SELFHOST_NETWORK" >/dev/null
 
+# scripts/test.sh removes the hosts of its own run (and only those) when it ends.
 docker run --detach --name "$name" --hostname "$name" --network "$SELFHOST_NETWORK" \
+  --label "selfhost.run=${SELFHOST_RUN_ID:-none}" \
   --cap-add ALL --cap-drop SYS_RESOURCE \
   --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
   --security-opt systempaths=unconfined --device-cgroup-rule 'a *:* rwm' \

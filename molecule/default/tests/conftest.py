@@ -1,38 +1,27 @@
-"""Helpers for the default scenario's verify step: run playbooks and read the Vault secrets."""
+"""Fixtures of the default scenario's verify step."""
 
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+sys.path.insert(0, str(Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "molecule" / "shared"))
+
+from testlib import VAULT_PASSWORD, api, recap, run_playbook  # noqa: E402,F401
+
 SCENARIO = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
-PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 VAULT_FILE = SCENARIO / "inventory/group_vars/all/vault.yml"
-VAULT_PASSWORD = SCENARIO / "vault-password"
 HOST = "selfhost-default"
 APP_DIR = "/opt/demo"
 
 
-def run_playbook(*args, playbook="playbooks/deploy.yml"):
-    """Run a playbook against the scenario's host like a user would; output merged."""
-    env = dict(os.environ, ANSIBLE_VAULT_PASSWORD_FILE=str(VAULT_PASSWORD), ANSIBLE_FORCE_COLOR="0")
-    return subprocess.run(
-        ["ansible-playbook", "-i", INVENTORY, playbook, *args],
-        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=900, check=False,
-    )
-
-
-def recap(output):
-    """The PLAY RECAP counters of the scenario's host, e.g. {'ok': 20, 'changed': 0, ...}."""
-    for line in output.splitlines():
-        if line.startswith(HOST) and "ok=" in line:
-            return {k: int(v) for k, v in (p.split("=") for p in line.split()[2:])}
-    raise AssertionError("no PLAY RECAP line for " + HOST + " in:\n" + output[-3000:])
+def deploy(*args):
+    return run_playbook("playbooks/deploy.yml", *args)
 
 
 @pytest.fixture(scope="session")
@@ -56,8 +45,7 @@ def containers(host):
     result = {}
     for line in out.splitlines():
         row = json.loads(line)
-        cid = row["ID"]
-        state = json.loads(host.check_output("docker inspect --format '{{json .State}}' %s", cid))
+        state = json.loads(host.check_output("docker inspect --format '{{json .State}}' %s", row["ID"]))
         result[row["Names"]] = (state["Status"], state.get("Health", {}).get("Status"))
     return result
 
@@ -71,15 +59,3 @@ def wait_healthy(host, expected=5, timeout=240):
             return current
         time.sleep(3)
     raise AssertionError(f"stack not healthy within {timeout}s: {current}")
-
-
-def api(host, method, path, body=None):
-    cmd = "curl -sS -o /tmp/api-body -w '%%{http_code}' -X %s -H 'Content-Type: application/json'"
-    args = [method]
-    if body is not None:
-        cmd += " -d %s"
-        args.append(json.dumps(body))
-    cmd += " http://127.0.0.1%s"
-    args.append(path)
-    status = int(host.check_output(cmd, *args))
-    return status, json.loads(host.file("/tmp/api-body").content_string or "null")

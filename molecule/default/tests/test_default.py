@@ -3,10 +3,12 @@
 Tests run in file order: the disruptive ones (down/up, host restart) come last.
 """
 
+import json
 import subprocess
 import uuid
 
-from conftest import APP_DIR, HOST, api, compose, recap, run_playbook, wait_healthy
+from conftest import APP_DIR, HOST, api, compose, deploy, recap, wait_healthy
+from testlib import Load, run_playbook
 
 SERVICES = ("nginx", "frontend", "backend", "postgres", "redis")
 
@@ -73,10 +75,10 @@ def test_no_secret_in_docker_inspect(host, secrets):
 
 
 def test_verbose_rerun_changes_nothing_and_leaks_no_secret(secrets):
-    result = run_playbook("-vvv")
+    result = deploy("-vvv")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert recap(output)["changed"] == 0
+    assert recap(output, HOST)["changed"] == 0
     for value in secrets:
         assert value not in output
 
@@ -84,7 +86,7 @@ def test_verbose_rerun_changes_nothing_and_leaks_no_secret(secrets):
 def test_check_diff_shows_compose_change_and_changes_nothing(host, secrets):
     before = host.file(f"{APP_DIR}/compose.yaml").sha256sum
     ids_before = host.check_output("docker ps -q --no-trunc | sort")
-    result = run_playbook("--check", "--diff", "-e", "app_backend_replicas=2")
+    result = deploy("--check", "--diff", "-e", "app_backend_replicas=2")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "-      replicas: 1" in output and "+      replicas: 2" in output
@@ -102,11 +104,11 @@ def test_bad_input_stops_before_any_change(host):
         "vault_app_redis_password_missing": ["-e", "app_redis_password={{ vault_app_redis_password_missing }}"],
     }
     for variable, args in cases.items():
-        result = run_playbook(*args)
+        result = deploy(*args)
         output = result.stdout + result.stderr
         assert result.returncode != 0, variable
         assert variable in output, (variable, output[-2000:])
-        assert recap(output)["changed"] == 0, variable
+        assert recap(output, HOST)["changed"] == 0, variable
         assert "Deploy Docker and the application stack" not in output, variable
     assert host.file(f"{APP_DIR}/compose.yaml").sha256sum == before
 
@@ -128,3 +130,65 @@ def test_data_survives_a_host_restart(host):
                    capture_output=True, timeout=150, check=False)
     wait_healthy(host)
     assert name in [i["name"] for i in api(host, "GET", "/api/items")[1]["items"]]
+
+
+# Rolling updates on a single all-in-one host, under a bounded load from this machine.
+LOAD_URL = "http://127.0.0.1:18081/api/items"
+
+
+def update(*args):
+    return run_playbook("playbooks/update.yml", *args)
+
+
+def served_version(host):
+    return api(host, "GET", "/api/version")[1]["version"]
+
+
+def test_update_under_load_fails_no_request(host):
+    before = api(host, "GET", "/api/items")[1]["items"]
+    with Load(LOAD_URL) as load:
+        result = update("-e", "app_version=v2")
+        figures = load.stop()
+    assert result.returncode == 0, result.output[-3000:]
+    assert figures["requests"] > 100 and figures["failed"] == 0, figures
+    assert served_version(host) == "v2"
+    after = api(host, "GET", "/api/items")[1]["items"]
+    assert {i["id"] for i in before} <= {i["id"] for i in after}
+    assert all("created_at" in i for i in after)  # v2's additive migration ran
+
+
+def test_broken_update_reverts_by_itself_under_load(host):
+    with Load(LOAD_URL) as load:
+        result = update("-e", "app_version=broken", "-e", "app_deploy_timeout=30")
+        figures = load.stop()
+    assert result.returncode != 0
+    assert f"{HOST}: update to broken failed" in result.output
+    assert "did not become healthy" in result.output and "Reverted automatically" in result.output
+    assert figures["failed"] == 0, figures
+    assert served_version(host) == "v2"
+    audit = [json.loads(line) for line in host.file(f"{APP_DIR}/audit.log").content_string.splitlines()]
+    assert audit[-1]["action"] == "update-failed" and audit[-1]["version"] == "broken"
+
+
+def test_rollback_returns_to_v1_under_load(host):
+    with Load(LOAD_URL) as load:
+        result = run_playbook("playbooks/rollback.yml")
+        figures = load.stop()
+    assert result.returncode == 0, result.output[-3000:]
+    assert figures["failed"] == 0, figures
+    assert served_version(host) == "v1"
+    history = host.file(f"{APP_DIR}/releases/current").linked_to
+    assert history.endswith("-v1")
+
+
+def test_update_bad_input_stops_before_any_change(host):
+    before = host.file(f"{APP_DIR}/compose.yaml").sha256sum
+    for args, message in (
+        (["-e", "app_update_batch_size=0"], "app_update_batch_size must be 1 or more"),
+        (["-e", "app_version=v404"], "v404"),
+    ):
+        result = update(*args)
+        assert result.returncode != 0 and message in result.output, (args, result.output[-2000:])
+        assert recap(result.output, HOST)["changed"] == 0, args
+    assert host.file(f"{APP_DIR}/compose.yaml").sha256sum == before
+    assert not host.file(f"{APP_DIR}/.deploy.lock").exists
