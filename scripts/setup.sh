@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 [[ $(id -u) == 0 ]] || die "run as root: it installs Debian packages and starts a Docker engine"
 command -v apt-get >/dev/null || die "this harness needs a Debian or Ubuntu machine (apt-get)"
 
-apt_install_missing docker.io debootstrap ca-certificates curl git rsync
+apt_install_missing docker.io debootstrap ca-certificates curl git rsync openssl
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install_missing python3-venv python3-pip
 
 # The pinned toolchain; reinstalled only when requirements.txt changes.
@@ -28,11 +28,15 @@ ensure_docker_engine
 
 base_image=$("$SELFHOST_ROOT/tests/harness/base-image.sh" trixie)
 "$SELFHOST_ROOT/tests/harness/registry.sh" "$base_image"
+"$SELFHOST_ROOT/tests/harness/pebble.sh" "$base_image"
+"$SELFHOST_ROOT/tests/harness/stack-images.sh" "$base_image" >/dev/null
+docker_host_image=$("$SELFHOST_ROOT/tests/harness/docker-host-image.sh" "$base_image")
 
 cat >"$SELFHOST_ROOT/.harness.env" <<ENV
 export SELFHOST_BASE_IMAGE=$base_image
 export SELFHOST_REGISTRY_PUSH=127.0.0.1:$SELFHOST_REGISTRY_PORT
 export SELFHOST_REGISTRY=$SELFHOST_REGISTRY_NAME:$SELFHOST_REGISTRY_PORT
 export SELFHOST_NETWORK=$SELFHOST_NETWORK
+export SELFHOST_DOCKER_HOST_IMAGE=$docker_host_image
 ENV
 log "setup done: images and registry ready (.harness.env)"

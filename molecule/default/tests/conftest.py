@@ -36,7 +36,7 @@ def secrets():
 
 
 def compose(host, *args):
-    return host.run("docker compose --project-directory %s %s", APP_DIR, " ".join(args))
+    return host.run("docker compose --project-directory %s " + " ".join(["%s"] * len(args)), APP_DIR, *args)
 
 
 def containers(host):
