@@ -40,13 +40,15 @@ def compose(host, *args):
 
 
 def containers(host):
-    """Name -> (state, health) of every container of the stack."""
-    out = host.check_output("docker ps -a --filter label=com.docker.compose.project=demo --format '{{json .}}'")
+    """Name -> (state, health) of every container of the stack; empty while the engine starts."""
+    listing = host.run("docker ps -a --filter label=com.docker.compose.project=demo --format '{{json .}}'")
     result = {}
-    for line in out.splitlines():
+    for line in listing.stdout.splitlines() if listing.rc == 0 else []:
         row = json.loads(line)
-        state = json.loads(host.check_output("docker inspect --format '{{json .State}}' %s", row["ID"]))
-        result[row["Names"]] = (state["Status"], state.get("Health", {}).get("Status"))
+        inspect = host.run("docker inspect --format '{{json .State}}' %s", row["ID"])
+        if inspect.rc == 0:
+            state = json.loads(inspect.stdout)
+            result[row["Names"]] = (state["Status"], state.get("Health", {}).get("Status"))
     return result
 
 
