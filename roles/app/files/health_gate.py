@@ -1,11 +1,11 @@
-import sys, time, urllib.request
+import ssl, sys, time, urllib.request
 url, wanted, timeout, expect = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 deadline, streak, last = time.monotonic() + timeout, 0, "no answer yet"
 while streak < wanted:
     if time.monotonic() > deadline:
         sys.exit("health gate: %d good answers in a row wanted from %s within %ss; last: %s" % (wanted, url, timeout, last))
     try:
-        with urllib.request.urlopen(url, timeout=3) as r:
+        with urllib.request.urlopen(url, timeout=3, context=ssl._create_unverified_context()) as r:
             body = r.read().decode("utf-8", "replace")
         ok = expect in body
         last = body[:200] if ok else "answer without %r: %s" % (expect, body[:200])
