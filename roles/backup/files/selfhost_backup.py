@@ -74,6 +74,10 @@ class BackupError(Exception):
     """A step failed; the message says which and why."""
 
 
+class PruneError(BackupError):
+    """Pruning failed after the new backup was complete."""
+
+
 class Terminated(BaseException):
     """SIGTERM (systemd's stop or timeout): clean up like on any failure."""
 
@@ -356,7 +360,10 @@ def backup(cfg, no_prune=False):
     if no_prune:
         say("not pruning (--no-prune)")
     else:
-        prune(cfg)
+        try:
+            prune(cfg)
+        except (OSError, rot.RotationError) as exc:
+            raise PruneError("backup %s is complete, but pruning failed: %s" % (name, exc)) from exc
     return name, size
 
 
@@ -403,8 +410,13 @@ def cmd_run(cfg, args):
         with locked(cfg):
             size = backup(cfg, no_prune=args.no_prune)[1]
         ok = True
+    except PruneError as exc:
+        say("backup of %s FAILED: %s" % (cfg["app_name"], exc), 3)
     except (BackupError, Terminated, OSError, rot.RotationError) as exc:
         say("backup of %s FAILED: %s" % (cfg["app_name"], exc), 3)
+        say("no older backup was pruned", 3)
+    except Exception as exc:  # pylint: disable=broad-except  # a bug must still fail loudly and show in the status
+        say("backup of %s FAILED: unexpected %s: %s" % (cfg["app_name"], type(exc).__name__, exc), 3)
         say("no older backup was pruned", 3)
     files = 0
     with contextlib.suppress(OSError):
