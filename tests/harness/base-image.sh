@@ -17,7 +17,13 @@ fi
 
 apt_install_missing debootstrap
 root=$(mktemp -d /var/tmp/selfhost-rootfs.XXXXXX)
-trap 'umount -R "$root/proc" "$root/sys" 2>/dev/null; rm -rf "$root"' EXIT
+# debootstrap leaves /proc and /sys mounted only when it fails; under `set -e` a failing umount in
+# the trap would become the script's exit status, so it must not fail.
+remove_rootfs() {
+  umount -R "$root/proc" "$root/sys" 2>/dev/null || true
+  rm -rf "$root"
+}
+trap remove_rootfs EXIT
 log "debootstrap $suite into $root (1 to 2 minutes)"
 debootstrap --variant=minbase --include="$include" "$suite" "$root" "$mirror" >"$root.log" 2>&1 \
   || { tail -30 "$root.log" >&2; die "debootstrap $suite failed (log: $root.log)"; }
