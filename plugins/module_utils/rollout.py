@@ -14,20 +14,32 @@ old ones. The same steps bring a half-finished or failed rollout back to the ren
 from __future__ import annotations
 
 NUMBER_LABEL = "com.docker.compose.container-number"
+SERVICE_LABEL = "com.docker.compose.service"
+ONEOFF_LABEL = "com.docker.compose.oneoff"
+# Compose labels each container with the hash of its service's configuration and the ID of the
+# image it was created from; `up` recreates a container when either differs from the project's.
+CONFIG_HASH_LABEL = "com.docker.compose.config-hash"
+IMAGE_LABEL = "com.docker.compose.image"
 
 
 class Container(object):
-    def __init__(self, name, state, health, number=0):
+    def __init__(self, name, state, health, number=0, service=None, config_hash=None, image_id=None, oneoff=False):
         self.name = name
         self.state = state
         self.health = health
         self.number = int(number or 0)
+        self.service = service
+        self.config_hash = config_hash
+        self.image_id = image_id
+        self.oneoff = oneoff
 
     @classmethod
     def from_inspect(cls, data):
         labels = data.get("Config", {}).get("Labels") or {}
         state = data.get("State", {})
-        return cls(data.get("Name", "").lstrip("/"), state.get("Status", ""), (state.get("Health") or {}).get("Status"), labels.get(NUMBER_LABEL))
+        return cls(data.get("Name", "").lstrip("/"), state.get("Status", ""), (state.get("Health") or {}).get("Status"),
+                   labels.get(NUMBER_LABEL), labels.get(SERVICE_LABEL), labels.get(CONFIG_HASH_LABEL),
+                   labels.get(IMAGE_LABEL), labels.get(ONEOFF_LABEL) == "True")
 
     @property
     def serving(self):
@@ -36,6 +48,32 @@ class Container(object):
 
     def __repr__(self):
         return "Container(%s, %s, %s)" % (self.name, self.state, self.health)
+
+
+def parse_hashes(text):
+    """`docker compose config --hash '*'` output: {service: config hash}."""
+    return dict(line.split(None, 1) for line in text.splitlines() if len(line.split(None, 1)) == 2)
+
+
+def out_of_date(containers, replicas, config_hash, image_id):
+    """Why `docker compose up` would touch a service whose containers are `containers`, or ''.
+
+    replicas: the container count the project wants; config_hash: `config --hash` of the service;
+    image_id: the ID of the service's image on the host (None when not there: it will be pulled).
+    Unhealthy or stopped containers count too: they are not serving.
+    """
+    if not containers:
+        return "no container"
+    if len(containers) != replicas:
+        return "%d containers, %d wanted" % (len(containers), replicas)
+    for c in containers:
+        if c.config_hash != config_hash:
+            return "%s has another configuration" % c.name
+        if image_id is None or c.image_id != image_id:
+            return "%s runs another image" % c.name
+        if not c.serving:
+            return "%s is %s" % (c.name, c.state if c.state != "running" else c.health)
+    return ""
 
 
 def render_upstreams(pools):

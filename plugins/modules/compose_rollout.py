@@ -11,8 +11,11 @@ module: compose_rollout
 short_description: Roll Compose services behind Nginx to their rendered configuration without downtime
 version_added: 0.1.0
 description:
-  - For each service in O(roll) whose running containers do not match the rendered Compose
-    configuration, starts containers of the new configuration beside the old ones
+  - Finds which services C(docker compose up) would still touch: containers missing, too few or too
+    many, created from another configuration (Compose's C(config-hash) label against
+    C(docker compose config --hash)), from another image than the one the service's reference names
+    on the host now, stopped or not healthy. Returns them in RV(pending), except the rolled ones.
+  - For each such service in O(roll) that has containers, starts containers of the new configuration beside the old ones
     (C(docker compose up --no-recreate --scale)), waits until they are healthy,
     points Nginx's upstream pools at them (a graceful reload, so requests in flight finish on the
     old containers), waits O(drain_seconds), then stops and removes the old containers.
@@ -35,7 +38,7 @@ options:
     elements: str
     default: []
   replicas:
-    description: Container count per service; 1 when not given.
+    description: Container count per service; when not given, the Compose file's C(deploy.replicas) (or C(scale)), else 1.
     type: dict
     default: {}
   pools:
@@ -107,6 +110,13 @@ serving:
   returned: always
   type: dict
   sample: {backend: [shop-backend-3]}
+pending:
+  description:
+    - Services not rolled that C(docker compose up) would still create, recreate or start, each with the reason.
+    - Empty when the running project matches the Compose file, so a plain C(up) can be skipped.
+  returned: always
+  type: dict
+  sample: {redis: "shop-redis-1 has another configuration"}
 """
 
 import json
@@ -122,42 +132,45 @@ class Compose(object):
     def __init__(self, module, project_dir):
         self.module = module
         self.project_dir = project_dir
+        self._config = None
 
-    def run(self, *args, **kwargs):
+    def run(self, *args):
         rc, out, err = self.module.run_command(list(args), cwd=self.project_dir)
         if rc != 0:
             self.module.fail_json(msg="%s failed (rc %d): %s" % (" ".join(args), rc, (err or out).strip()))
-        return out + err if kwargs.get("with_stderr") else out
+        return out
 
-    def compose(self, *args, **kwargs):
-        return self.run("docker", "compose", *args, **kwargs)
+    def compose(self, *args):
+        return self.run("docker", "compose", *args)
 
-    def containers(self, service):
-        ids = self.compose("ps", "--all", "--quiet", service).split()
+    def containers(self, service=None):
+        """The project's containers (of one service, or all), one-off `run` containers left out."""
+        ids = self.compose("ps", "--all", "--quiet", *([service] if service else [])).split()
         if not ids:
             return []
-        return [rollout.Container.from_inspect(d) for d in json.loads(self.run("docker", "inspect", *ids))]
+        found = [rollout.Container.from_inspect(d) for d in json.loads(self.run("docker", "inspect", *ids))]
+        return [c for c in found if not c.oneoff]
 
     def config(self):
-        if not hasattr(self, "_config"):
+        if self._config is None:
             self._config = json.loads(self.compose("config", "--format", "json"))
         return self._config
 
-    def ensure_image(self, service):
+    def replicas(self, service, wanted):
+        if service in wanted:
+            return int(wanted[service])
+        spec = self.config()["services"][service]
+        return int((spec.get("deploy") or {}).get("replicas") or spec.get("scale") or 1)
+
+    def config_hashes(self):
+        return rollout.parse_hashes(self.compose("config", "--hash", "*"))
+
+    def image_id(self, service):
+        """ID of the image the service's reference names on this host; None when it is not here."""
         image = self.config()["services"][service].get("image")
-        rc = self.module.run_command(["docker", "image", "inspect", image], cwd=self.project_dir)[0]
-        if rc != 0:
-            self.compose("pull", "--quiet", service)
-
-    def outdated(self, service):
-        """Whether `up` would create or recreate a container of the service (Compose's own judgement).
-
-        Never with --no-deps: Compose hashes a service's config without its depends_on then, so
-        containers made that way would be recreated by the next plain `up`.
-        """
-        prefix = " %s-%s-" % (self.config()["name"], service)
-        out = self.compose("--dry-run", "up", "--detach", "--pull", "never", service, with_stderr=True)
-        return any(prefix in line and (" Recreate" in line or " Creat" in line) for line in out.splitlines())
+        rc, out, dummy = self.module.run_command(["docker", "image", "inspect", "--format", "{{.Id}}", image],
+                                                 cwd=self.project_dir)
+        return out.strip() if rc == 0 and out.strip() else None
 
     def health_log(self, name):
         rc, out, dummy = self.module.run_command(
@@ -221,21 +234,38 @@ def main():
     changed = False
     rolled, stale, serving = {}, {}, {}
 
+    # What `docker compose up` would still touch, judged as Compose does (one `config --hash`
+    # and one inspect of every container: cheap enough for every deploy, unchanged ones included).
+    hashes = compose.config_hashes()
+    by_service = {}
+    for c in compose.containers():
+        by_service.setdefault(c.service, []).append(c)
+    outdated = {}
+    for service in compose.config()["services"]:
+        reason = rollout.out_of_date(by_service.get(service, []), compose.replicas(service, p["replicas"]),
+                                     hashes.get(service), compose.image_id(service))
+        if reason:
+            outdated[service] = reason
+    for service in by_service:
+        if service not in compose.config()["services"]:
+            outdated[service] = "not in the Compose file any more (orphan)"
+    pending = dict((s, r) for s, r in outdated.items() if s not in p["roll"] or not by_service.get(s))
+
     for service in p["roll"]:
-        containers = compose.containers(service)
+        containers = by_service.get(service, [])
         if not containers:
-            continue
-        replicas = int(p["replicas"].get(service, 1))
-        compose.ensure_image(service)
-        serving_now = [c for c in containers if c.serving]
-        if not compose.outdated(service) and len(serving_now) == replicas == len(containers):
-            serving[service] = [c.name for c in serving_now]
+            continue  # not deployed yet: docker compose up creates them
+        if service not in outdated:
+            serving[service] = [c.name for c in containers]
             continue
         changed = True
-        before = {c.name for c in containers}
+        replicas = compose.replicas(service, p["replicas"])
+        before = set(c.name for c in containers)
         if module.check_mode:
             rolled[service] = {"started": ["(%d new)" % replicas], "stopped": sorted(before)}
             continue
+        if compose.image_id(service) is None:
+            compose.compose("pull", "--quiet", service)
         compose.compose("up", "--detach", "--no-recreate", "--pull", "never", "--scale",
                         "%s=%d" % (service, len(containers) + replicas), service)
         current = wait_serving(module, compose, service, before, replicas, p["health_timeout"])
@@ -249,7 +279,7 @@ def main():
         for pool in p["pools"]:
             names = serving.get(pool["service"])
             if names is None:
-                containers = compose.containers(pool["service"])
+                containers = by_service.get(pool["service"], [])
                 if not containers:
                     continue  # not deployed yet: docker compose up creates them
                 names = [c.name for c in containers if c.serving]
@@ -274,7 +304,7 @@ def main():
             compose.run("docker", "stop", "--time", str(p["stop_timeout"]), name)
             compose.run("docker", "rm", name)
 
-    result = dict(changed=changed, rolled=rolled, serving=serving)
+    result = dict(changed=changed, rolled=rolled, serving=serving, pending=pending)
     if module._diff and diff:
         result["diff"] = diff
     module.exit_json(**result)

@@ -33,3 +33,36 @@ def test_render_upstreams_lists_every_container_sorted():
 def test_render_upstreams_is_stable():
     pools = [("backend_pool", 8000, ["b", "a"])]
     assert rollout.render_upstreams(pools) == rollout.render_upstreams([("backend_pool", 8000, ["a", "b"])])
+
+
+def container(name, config_hash="h1", image_id="sha256:a", status="running", health="healthy"):
+    return rollout.Container(name, status, health, 1, "backend", config_hash, image_id)
+
+
+def test_parse_hashes_reads_service_and_hash_per_line():
+    assert rollout.parse_hashes("backend 5e07b1\nnginx a389c6\n\n") == {"backend": "5e07b1", "nginx": "a389c6"}
+
+
+def test_from_inspect_reads_the_compose_labels():
+    data = inspect("demo-backend-1")
+    data["Config"]["Labels"].update({rollout.SERVICE_LABEL: "backend", rollout.CONFIG_HASH_LABEL: "h1",
+                                     rollout.IMAGE_LABEL: "sha256:a", rollout.ONEOFF_LABEL: "False"})
+    c = rollout.Container.from_inspect(data)
+    assert (c.service, c.config_hash, c.image_id, c.oneoff) == ("backend", "h1", "sha256:a", False)
+
+
+def test_up_to_date_when_count_configuration_image_and_health_match():
+    assert rollout.out_of_date([container("b-1"), container("b-2")], 2, "h1", "sha256:a") == ""
+
+
+def test_out_of_date_names_the_first_difference():
+    assert rollout.out_of_date([], 1, "h1", "sha256:a") == "no container"
+    assert rollout.out_of_date([container("b-1")], 2, "h1", "sha256:a") == "1 containers, 2 wanted"
+    assert rollout.out_of_date([container("b-1", config_hash="h0")], 1, "h1", "sha256:a") == "b-1 has another configuration"
+    assert rollout.out_of_date([container("b-1", image_id="sha256:0")], 1, "h1", "sha256:a") == "b-1 runs another image"
+    assert rollout.out_of_date([container("b-1", health="unhealthy")], 1, "h1", "sha256:a") == "b-1 is unhealthy"
+    assert rollout.out_of_date([container("b-1", status="exited", health=None)], 1, "h1", "sha256:a") == "b-1 is exited"
+
+
+def test_an_image_missing_on_the_host_means_out_of_date():
+    assert rollout.out_of_date([container("b-1")], 1, "h1", None) == "b-1 runs another image"
