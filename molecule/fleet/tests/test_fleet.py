@@ -77,6 +77,28 @@ def test_rollback_returns_every_host_to_v1(hosts):
     assert version_of(hosts[APP1]) == version_of(hosts[APP2]) == "v1"
 
 
+def test_revert_all_returns_the_hosts_already_updated(hosts):
+    """app2's copy of the v2 backend image is damaged (it is the broken build under the v2 tag):
+    app1 takes v2, app2 fails its gate and reverts, and app_update_revert_all sends app1 back too."""
+    v2, bad = (f"selfhost-registry:5000/selfhost/demo-backend:{tag}" for tag in ("v2", "broken"))
+    hosts[APP2].check_output(f"docker pull -q {bad} && docker tag {bad} {v2}")
+    try:
+        with Load(LOAD_URL) as load:
+            result = run_playbook("playbooks/update.yml", "-e", "app_version=v2", "-e", "app_deploy_timeout=30",
+                                  "-e", "app_update_revert_all=true")
+            figures = load.stop()
+    finally:
+        hosts[APP2].check_output(f"docker rmi {v2} && docker pull -q {v2}")
+    assert result.returncode != 0
+    assert f"{APP2}: update to v2 failed" in result.output
+    assert f"went back to their previous release: {APP1}" in result.output
+    assert figures["failed"] == 0, figures
+    assert version_of(hosts[APP1]) == version_of(hosts[APP2]) == "v1"
+    for app, action in ((APP1, "rollback"), (APP2, "update-failed")):
+        audit = [json.loads(line) for line in hosts[app].file("/opt/demo/audit.log").content_string.splitlines()]
+        assert audit[-1]["action"] == action, audit[-3:]
+
+
 def test_every_item_written_before_is_still_there(hosts):
     names = {i["name"] for i in api(hosts[LB], "GET", "/api/items")[1]["items"]}
     assert set(WRITTEN) <= names
