@@ -14,18 +14,14 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import ROOT, one_host_inventory, remove_host, start_host
+
 SCENARIO = ROOT / "molecule" / "default"
 HOST = "selfhost-bench-deploy"
 NOOP_TASKS = 40
-
-
-def sh(*cmd, **kw):
-    return subprocess.run(cmd, check=True, text=True, **kw)
 
 
 def timed_playbook(inventory, playbook, *extra):
@@ -47,18 +43,14 @@ def main():
     args = parser.parse_args()
 
     base_image = os.environ.get("SELFHOST_BASE_IMAGE") or sys.exit("source .harness.env first")
-    work = Path(tempfile.mkdtemp(prefix="bench-deploy-"))
-    inventory = work / "hosts.yml"
-    inventory.write_text(f"all:\n  hosts:\n    {HOST}:\n      ansible_connection: community.docker.docker\n")
-    (work / "group_vars").symlink_to(SCENARIO / "inventory" / "group_vars")
-    baseline = work / "baseline.yml"
+    inventory = one_host_inventory(HOST, "bench-deploy-")
+    baseline = inventory.parent / "baseline.yml"
     tasks = "".join(
         f"    - name: No-op {i}\n      ansible.builtin.file:\n        path: /tmp\n        state: directory\n"
         for i in range(NOOP_TASKS))
     baseline.write_text(f"- name: Baseline\n  hosts: all\n  gather_facts: true\n  tasks:\n{tasks}")
 
-    subprocess.run(["docker", "rm", "-fv", HOST], capture_output=True, check=False)
-    sh(str(ROOT / "tests/harness/testhost.sh"), HOST, base_image, "--label", "selfhost.test=1")
+    start_host(HOST, base_image)
     try:
         cold, cold_changed = timed_playbook(str(inventory), "playbooks/deploy.yml")
         reruns, baselines = [], []
@@ -69,7 +61,7 @@ def main():
             reruns.append(elapsed)
             baselines.append(timed_playbook(str(inventory), str(baseline))[0])
     finally:
-        subprocess.run(["docker", "rm", "-fv", HOST], capture_output=True, check=False)
+        remove_host(HOST)
 
     rerun, base = statistics.median(reruns), statistics.median(baselines)
     figures = {

@@ -17,11 +17,11 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import ROOT, one_host_inventory, remove_host, start_host
+
 sys.path.insert(0, str(ROOT / "molecule" / "shared"))
 from testlib import Load, run_playbook  # noqa: E402
 
@@ -62,14 +62,8 @@ def main():
     args = parser.parse_args()
     image = os.environ.get("SELFHOST_DOCKER_HOST_IMAGE") or sys.exit("source .harness.env first")
 
-    work = Path(tempfile.mkdtemp(prefix="bench-rollout-"))
-    inventory = work / "hosts.yml"
-    inventory.write_text(f"all:\n  hosts:\n    {HOST}:\n      ansible_connection: community.docker.docker\n")
-    (work / "group_vars").symlink_to(ROOT / "molecule" / "default" / "inventory" / "group_vars")
-    inv = str(inventory)
-
-    subprocess.run(["docker", "rm", "-fv", HOST], capture_output=True, check=False)
-    sh(str(ROOT / "tests/harness/testhost.sh"), HOST, image, "--label", "selfhost.test=1", "--publish", f"127.0.0.1:{PORT}:80")
+    inv = str(one_host_inventory(HOST, "bench-rollout-"))
+    start_host(HOST, image, "--publish", f"127.0.0.1:{PORT}:80")
     results = {"rate": args.rate, "host": "one all-in-one test host (systemd container, its own Docker engine)"}
     try:
         deployed = playbook(inv, "playbooks/deploy.yml")
@@ -99,7 +93,7 @@ def main():
         results["rollback_s"] = (parse(failed["time"]) - parse(revert["time"])).total_seconds()
         results["broken_update_failed_as_expected"] = bad.returncode != 0
     finally:
-        subprocess.run(["docker", "rm", "-fv", HOST], capture_output=True, check=False)
+        remove_host(HOST)
 
     steady = results["steady"]["p99_ms"]
     results["p99_over_steady"] = {k: round(results[k]["p99_ms"] / steady, 2)

@@ -9,21 +9,32 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[2]))
 INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
 VAULT_PASSWORD = PROJECT / "molecule" / "default" / "vault-password"
 LOADGEN = PROJECT / "tests" / "load" / "loadgen.py"
 
 
-def run_playbook(playbook, *args, inventory=None):
+def run_playbook(playbook, *args, inventory=None, vault_password=VAULT_PASSWORD):
     """Run a playbook of this repository against the scenario's hosts; output merged."""
-    env = dict(os.environ, ANSIBLE_VAULT_PASSWORD_FILE=str(VAULT_PASSWORD), ANSIBLE_FORCE_COLOR="0")
+    env = dict(os.environ, ANSIBLE_VAULT_PASSWORD_FILE=str(vault_password), ANSIBLE_FORCE_COLOR="0")
     result = subprocess.run(
         ["ansible-playbook", "-i", inventory or INVENTORY, playbook, *args],
         cwd=PROJECT, env=env, capture_output=True, text=True, timeout=1200, check=False,
     )
     result.output = result.stdout + result.stderr
     return result
+
+
+def vault_values(vault_file, vault_password=VAULT_PASSWORD):
+    """The vault_* variables of a Vault-encrypted vars file, decrypted with ansible-vault."""
+    out = subprocess.run(
+        ["ansible-vault", "view", "--vault-password-file", str(vault_password), str(vault_file)],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return {k: v for k, v in yaml.safe_load(out).items() if k.startswith("vault_")}
 
 
 def recap(output, host):

@@ -3,16 +3,18 @@
 import json
 import os
 import re
-import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 SCENARIO = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+sys.path.insert(0, str(PROJECT / "molecule" / "shared"))
+import testlib  # noqa: E402
+from testlib import api  # noqa: E402,F401
+
 VAULT_FILE = SCENARIO / "inventory/group_vars/all/vault.yml"
 VAULT_PASSWORD = SCENARIO / "vault-password"
 HOST = "selfhost-backup"
@@ -25,30 +27,17 @@ BACKUP_NAME = re.compile(r"^demo-[0-9]{8}T[0-9]{6}Z\.dump(\.age)?$")
 
 def run_playbook(playbook, *args):
     """Run a playbook of the collection against the scenario's host like a user would; output merged."""
-    env = dict(os.environ, ANSIBLE_VAULT_PASSWORD_FILE=str(VAULT_PASSWORD), ANSIBLE_FORCE_COLOR="0")
-    result = subprocess.run(
-        ["ansible-playbook", "-i", INVENTORY, f"playbooks/{playbook}", *args],
-        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=900, check=False,
-    )
-    result.output = result.stdout + result.stderr
-    return result
+    return testlib.run_playbook(f"playbooks/{playbook}", *args, vault_password=VAULT_PASSWORD)
 
 
 def recap(output):
     """The PLAY RECAP counters of the scenario's host, e.g. {'ok': 20, 'changed': 0, ...}."""
-    for line in output.splitlines():
-        if line.startswith(HOST) and "ok=" in line:
-            return {k: int(v) for k, v in (p.split("=") for p in line.split()[2:])}
-    raise AssertionError("no PLAY RECAP line for " + HOST + " in:\n" + output[-3000:])
+    return testlib.recap(output, HOST)
 
 
 @pytest.fixture(scope="session")
 def secrets():
-    out = subprocess.run(
-        ["ansible-vault", "view", "--vault-password-file", str(VAULT_PASSWORD), str(VAULT_FILE)],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    values = {k: v for k, v in yaml.safe_load(out).items() if k.startswith("vault_")}
+    values = testlib.vault_values(VAULT_FILE, VAULT_PASSWORD)
     secret_key = [line for line in values["vault_backup_age_identity"].splitlines() if line.startswith("AGE-SECRET-KEY-")]
     assert len(secret_key) == 1
     return [values["vault_app_db_password"], values["vault_app_redis_password"], secret_key[0]]
@@ -70,18 +59,6 @@ def psql(host, sql):
 
 def items(host):
     return [(int(i), n) for i, n in psql(host, "SELECT id, name FROM items ORDER BY id")]
-
-
-def api(host, method, path, body=None):
-    cmd = "curl -sS -o /tmp/api-body -w '%%{http_code}' -X %s -H 'Content-Type: application/json'"
-    args = [method]
-    if body is not None:
-        cmd += " -d %s"
-        args.append(json.dumps(body))
-    cmd += " http://127.0.0.1%s"
-    args.append(path)
-    code = int(host.check_output(cmd, *args))
-    return code, json.loads(host.file("/tmp/api-body").content_string or "null")
 
 
 def containers(host):

@@ -2,17 +2,15 @@
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 sys.path.insert(0, str(Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "molecule" / "shared"))
 
-from testlib import VAULT_PASSWORD, api, recap, run_playbook  # noqa: E402,F401
+from testlib import api, recap, run_playbook, vault_values  # noqa: E402,F401
 
 SCENARIO = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
 VAULT_FILE = SCENARIO / "inventory/group_vars/all/vault.yml"
@@ -26,11 +24,7 @@ def deploy(*args):
 
 @pytest.fixture(scope="session")
 def secrets():
-    out = subprocess.run(
-        ["ansible-vault", "view", "--vault-password-file", str(VAULT_PASSWORD), str(VAULT_FILE)],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    values = [v for k, v in yaml.safe_load(out).items() if k.startswith("vault_")]
+    values = list(vault_values(VAULT_FILE).values())
     assert len(values) == 2 and all(len(v) >= 20 for v in values)
     return values
 
