@@ -168,6 +168,8 @@ class Compose(object):
     def image_id(self, service):
         """ID of the image the service's reference names on this host; None when it is not here."""
         image = self.config()["services"][service].get("image")
+        if not image:
+            return None
         rc, out, dummy = self.module.run_command(["docker", "image", "inspect", "--format", "{{.Id}}", image],
                                                  cwd=self.project_dir)
         return out.strip() if rc == 0 and out.strip() else None
