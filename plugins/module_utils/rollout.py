@@ -20,6 +20,7 @@ ONEOFF_LABEL = "com.docker.compose.oneoff"
 # image it was created from; `up` recreates a container when either differs from the project's.
 CONFIG_HASH_LABEL = "com.docker.compose.config-hash"
 IMAGE_LABEL = "com.docker.compose.image"
+ANY_IMAGE = "any"  # out_of_date's image_id for a service without an image reference
 
 
 class Container(object):
@@ -69,7 +70,7 @@ def out_of_date(containers, replicas, config_hash, image_id):
     for c in containers:
         if c.config_hash != config_hash:
             return "%s has another configuration" % c.name
-        if image_id is None or c.image_id != image_id:
+        if image_id != ANY_IMAGE and c.image_id != image_id:
             return "%s runs another image" % c.name
         if not c.serving:
             return "%s is %s" % (c.name, c.state if c.state != "running" else c.health)

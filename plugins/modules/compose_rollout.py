@@ -169,7 +169,7 @@ class Compose(object):
         """ID of the image the service's reference names on this host; None when it is not here."""
         image = self.config()["services"][service].get("image")
         if not image:
-            return None
+            return rollout.ANY_IMAGE  # built by Compose: nothing to compare with
         rc, out, dummy = self.module.run_command(["docker", "image", "inspect", "--format", "{{.Id}}", image],
                                                  cwd=self.project_dir)
         return out.strip() if rc == 0 and out.strip() else None

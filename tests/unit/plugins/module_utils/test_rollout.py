@@ -66,3 +66,7 @@ def test_out_of_date_names_the_first_difference():
 
 def test_an_image_missing_on_the_host_means_out_of_date():
     assert rollout.out_of_date([container("b-1")], 1, "h1", None) == "b-1 runs another image"
+
+
+def test_a_service_without_an_image_reference_is_judged_without_it():
+    assert rollout.out_of_date([container("b-1", image_id="sha256:0")], 1, "h1", rollout.ANY_IMAGE) == ""
