@@ -5,7 +5,10 @@ broken version; plus the rollback time (gate failure to the previous release hea
 
 One all-in-one test host; a bounded load generator on this machine against the host's
 published port on 127.0.0.1. Run after scripts/setup.sh, inside the venv:
-    python benchmarks/rollout.py [--rate 50]
+    python benchmarks/rollout.py [--rate 50] [--controller-nice 10] [--client-nice -5]
+The controller (ansible-playbook), the load generator and the test host share this machine's
+CPUs, where in production they are three machines; the two options lower the controller's and
+raise the client's CPU priority so that the latency measured is the host's (0 and 0: no change).
 Prints the figures and writes benchmarks/results/rollout.json.
 Targets (issue 7): 0 failed requests in (a) and (c), p99 within 2x of steady state,
 rollback within 30 s per host.
@@ -38,13 +41,15 @@ def host_sh(script):
     return sh("docker", "exec", HOST, "sh", "-c", script)
 
 
+OPTIONS = {"controller_nice": 0, "client_nice": 0}
+
+
 def playbook(inventory, name, *args):
-    result = run_playbook(name, *args, inventory=inventory)
-    return result
+    return run_playbook(name, *args, inventory=inventory, nice=OPTIONS["controller_nice"])
 
 
 def measure(label, action, rate):
-    with Load(URL, rate=rate) as load:
+    with Load(URL, rate=rate, nice=OPTIONS["client_nice"]) as load:
         start = time.monotonic()
         outcome = action()
         elapsed = time.monotonic() - start
@@ -58,13 +63,17 @@ def measure(label, action, rate):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=50, help="requests per second")
+    parser.add_argument("--controller-nice", type=int, default=0, help="niceness of ansible-playbook")
+    parser.add_argument("--client-nice", type=int, default=0, help="niceness of the load generator")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "rollout.json"))
     args = parser.parse_args()
+    OPTIONS.update(controller_nice=args.controller_nice, client_nice=args.client_nice)
     image = os.environ.get("SELFHOST_DOCKER_HOST_IMAGE") or sys.exit("source .harness.env first")
 
     inv = str(one_host_inventory(HOST, "bench-rollout-"))
     start_host(HOST, image, "--publish", f"127.0.0.1:{PORT}:80")
-    results = {"rate": args.rate, "host": "one all-in-one test host (systemd container, its own Docker engine)"}
+    results = {"rate": args.rate, "host": "one all-in-one test host (systemd container, its own Docker engine)",
+               "controller_nice": args.controller_nice, "client_nice": args.client_nice}
     try:
         deployed = playbook(inv, "playbooks/deploy.yml")
         if deployed.returncode:

@@ -17,11 +17,11 @@ VAULT_PASSWORD = PROJECT / "molecule" / "default" / "vault-password"
 LOADGEN = PROJECT / "tests" / "load" / "loadgen.py"
 
 
-def run_playbook(playbook, *args, inventory=None, vault_password=VAULT_PASSWORD):
+def run_playbook(playbook, *args, inventory=None, vault_password=VAULT_PASSWORD, nice=0):
     """Run a playbook of this repository against the scenario's hosts; output merged."""
     env = dict(os.environ, ANSIBLE_VAULT_PASSWORD_FILE=str(vault_password), ANSIBLE_FORCE_COLOR="0")
     result = subprocess.run(
-        ["ansible-playbook", "-i", inventory or INVENTORY, playbook, *args],
+        (["nice", "-n", str(nice)] if nice else []) + ["ansible-playbook", "-i", inventory or INVENTORY, playbook, *args],
         cwd=PROJECT, env=env, capture_output=True, text=True, timeout=1200, check=False,
     )
     result.output = result.stdout + result.stderr
@@ -61,12 +61,12 @@ def api(host, method, path, body=None, port=80):
 class Load:
     """The bounded load generator in the background, from this machine to a 127.0.0.1 URL."""
 
-    def __init__(self, url, rate=40, max_seconds=600):
+    def __init__(self, url, rate=40, max_seconds=600, nice=0):
         self.dir = Path(tempfile.mkdtemp(prefix="selfhost-load-"))
         self.stop_file = self.dir / "stop"
         self.output = self.dir / "load.json"
         self.process = subprocess.Popen(
-            [sys.executable, str(LOADGEN), url, "--rate", str(rate), "--duration", str(max_seconds),
+            (["nice", "-n", str(nice)] if nice else []) + [sys.executable, str(LOADGEN), url, "--rate", str(rate), "--duration", str(max_seconds),
              "--stop-file", str(self.stop_file), "--output", str(self.output)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(3)  # a few seconds of steady state before the change

@@ -39,7 +39,7 @@ def main():
     duration = min(args.duration, MAX_DURATION)
 
     lock = threading.Lock()
-    latencies, failures, bodies = [], [], {}
+    latencies, failures, bodies, timeline = [], [], {}, []
 
     def one(sent_at):
         start = time.monotonic()
@@ -53,6 +53,7 @@ def main():
         elapsed = time.monotonic() - start
         with lock:
             latencies.append(elapsed)
+            timeline.append((sent_at, elapsed))
             if not ok:
                 failures.append({"at": round(sent_at, 3), "reason": reason})
             key = body[:120]
@@ -89,6 +90,7 @@ def main():
         "p50_ms": round(1000 * percentile(ordered, 50), 1) if ordered else None,
         "p99_ms": round(1000 * percentile(ordered, 99), 1) if ordered else None,
         "max_ms": round(1000 * ordered[-1], 1) if ordered else None,
+        "slowest": [[round(at, 2), round(1000 * s, 1)] for at, s in sorted(timeline, key=lambda t: -t[1])[:10]],
         "first_failures": failures[:10],
         "failure_window_s": [failures[0]["at"], failures[-1]["at"]] if failures else None,
         "failure_reasons": sorted({f["reason"] for f in failures})[:10],
