@@ -11,10 +11,11 @@ module: compose_rollout
 short_description: Roll Compose services behind Nginx to their rendered configuration without downtime
 version_added: 0.1.0
 description:
-  - Finds which services C(docker compose up) would still touch: containers missing, too few or too
-    many, created from another configuration (Compose's C(config-hash) label against
-    C(docker compose config --hash)), from another image than the one the service's reference names
-    on the host now, stopped or not healthy. Returns them in RV(pending), except the rolled ones.
+  - Finds which services C(docker compose up) would still touch, that is whose containers are
+    missing, too few or too many, created from another configuration (Compose's C(config-hash)
+    label against C(docker compose config --hash)), from another image than the one the service's
+    reference names on the host now, stopped or not healthy. Returns them in RV(pending), except
+    the rolled ones.
   - For each such service in O(roll) that has containers, starts containers of the new configuration beside the old ones
     (C(docker compose up --no-recreate --scale)), waits until they are healthy,
     points Nginx's upstream pools at them (a graceful reload, so requests in flight finish on the
