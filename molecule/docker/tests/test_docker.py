@@ -164,3 +164,16 @@ def test_changed_option_restarts_docker_exactly_once(host):
     finally:
         # Back to the converged configuration, so the verify step can run again.
         converge()
+
+
+def test_quick_successive_changes_each_restart_docker(host):
+    # Four configuration changes within a minute: more starts than docker.service's StartLimitBurst (3).
+    cursor = journal_cursor(host)
+    try:
+        for probe in range(1, 4):
+            converge("--extra-vars", f'{{"selfhost_docker_labels": ["selfhost.quick-change={probe}"]}}')
+            assert f"selfhost.quick-change={probe}" in host.check_output("docker info --format '{{json .Labels}}'")
+    finally:
+        converge()
+    assert docker_starts_since(host, cursor) == 4
+    assert host.service("docker").is_running
