@@ -17,11 +17,16 @@ VAULT_PASSWORD = PROJECT / "molecule" / "default" / "vault-password"
 LOADGEN = PROJECT / "tests" / "load" / "loadgen.py"
 
 
+def niced(command, nice):
+    """The command run at the given niceness (0: as is)."""
+    return ["nice", "-n", str(nice), *command] if nice else command
+
+
 def run_playbook(playbook, *args, inventory=None, vault_password=VAULT_PASSWORD, nice=0):
     """Run a playbook of this repository against the scenario's hosts; output merged."""
     env = dict(os.environ, ANSIBLE_VAULT_PASSWORD_FILE=str(vault_password), ANSIBLE_FORCE_COLOR="0")
     result = subprocess.run(
-        (["nice", "-n", str(nice)] if nice else []) + ["ansible-playbook", "-i", inventory or INVENTORY, playbook, *args],
+        niced(["ansible-playbook", "-i", inventory or INVENTORY, playbook, *args], nice),
         cwd=PROJECT, env=env, capture_output=True, text=True, timeout=1200, check=False,
     )
     result.output = result.stdout + result.stderr
@@ -66,8 +71,8 @@ class Load:
         self.stop_file = self.dir / "stop"
         self.output = self.dir / "load.json"
         self.process = subprocess.Popen(
-            (["nice", "-n", str(nice)] if nice else []) + [sys.executable, str(LOADGEN), url, "--rate", str(rate), "--duration", str(max_seconds),
-             "--stop-file", str(self.stop_file), "--output", str(self.output)],
+            niced([sys.executable, str(LOADGEN), url, "--rate", str(rate), "--duration", str(max_seconds),
+                   "--stop-file", str(self.stop_file), "--output", str(self.output)], nice),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(3)  # a few seconds of steady state before the change
 
