@@ -72,8 +72,7 @@ def main():
 
     inv = str(one_host_inventory(HOST, "bench-rollout-"))
     start_host(HOST, image, "--publish", f"127.0.0.1:{PORT}:80")
-    results = {"rate": args.rate, "host": "one all-in-one test host (systemd container, its own Docker engine)",
-               "controller_nice": args.controller_nice, "client_nice": args.client_nice}
+    results = {"rate": args.rate, "host": "one all-in-one test host (systemd container, its own Docker engine)", **OPTIONS}
     try:
         deployed = playbook(inv, "playbooks/deploy.yml")
         if deployed.returncode:

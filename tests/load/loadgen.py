@@ -8,6 +8,7 @@ Usage: loadgen.py URL [--rate 50] [--duration 60] [--stop-file F] [--output F] [
 """
 
 import argparse
+import heapq
 import json
 import sys
 import threading
@@ -39,7 +40,7 @@ def main():
     duration = min(args.duration, MAX_DURATION)
 
     lock = threading.Lock()
-    latencies, failures, bodies, timeline = [], [], {}, []
+    timeline, failures, bodies = [], [], {}  # timeline: (sent at, seconds taken) per request
 
     def one(sent_at):
         start = time.monotonic()
@@ -52,7 +53,6 @@ def main():
             ok, body, reason = False, "", type(e).__name__ + ": " + str(e)[:120]
         elapsed = time.monotonic() - start
         with lock:
-            latencies.append(elapsed)
             timeline.append((sent_at, elapsed))
             if not ok:
                 failures.append({"at": round(sent_at, 3), "reason": reason})
@@ -79,18 +79,18 @@ def main():
             pool.submit(one, time.monotonic() - started)
             sent += 1
 
-    ordered = sorted(latencies)
+    ordered = sorted(elapsed for _, elapsed in timeline)
     summary = {
         "url": args.url,
         "rate": args.rate,
         "seconds": round(time.monotonic() - started, 1),
-        "requests": len(latencies),
+        "requests": len(timeline),
         "failed": len(failures),
-        "failed_pct": round(100.0 * len(failures) / max(1, len(latencies)), 3),
+        "failed_pct": round(100.0 * len(failures) / max(1, len(timeline)), 3),
         "p50_ms": round(1000 * percentile(ordered, 50), 1) if ordered else None,
         "p99_ms": round(1000 * percentile(ordered, 99), 1) if ordered else None,
         "max_ms": round(1000 * ordered[-1], 1) if ordered else None,
-        "slowest": [[round(at, 2), round(1000 * s, 1)] for at, s in sorted(timeline, key=lambda t: -t[1])[:10]],
+        "slowest": [[round(at, 2), round(1000 * s, 1)] for at, s in heapq.nlargest(10, timeline, key=lambda t: t[1])],
         "first_failures": failures[:10],
         "failure_window_s": [failures[0]["at"], failures[-1]["at"]] if failures else None,
         "failure_reasons": sorted({f["reason"] for f in failures})[:10],
