@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Smoke test of the stack images and the demo app on this machine's engine (after
-# stack-images.sh): postgres, redis and the demo app wired the way the compose file will do it.
-# Everything it creates is named demo-check-* and removed at the end. Ports 127.0.0.1:1800x.
+# stack-images.sh): postgres, redis and the demo app wired the way the compose file will do it,
+# then the minimal variants (postgres:18, redis:8-minimal, nginx:1.26-slim): tools absent,
+# entrypoints as in the official images. Everything it creates is named demo-check-* and removed
+# at the end. Ports 127.0.0.1:1800x.
 source "$(dirname "$0")/../../../scripts/lib.sh"
 
 net=demo-check-net
@@ -11,7 +13,8 @@ cleanup() {
   local ids
   ids=$(docker ps -aq --filter name=demo-check-)
   [[ -z $ids ]] || xargs docker rm -f <<<"$ids" >/dev/null
-  docker volume rm demo-check-pgdata demo-check-redisdata >/dev/null 2>&1 || true
+  docker volume rm demo-check-pgdata demo-check-redisdata demo-check-pg18 demo-check-pg18old \
+    demo-check-redisdata-min >/dev/null 2>&1 || true
   docker network rm "$net" >/dev/null 2>&1 || true
 }
 cleanup # leftovers of an interrupted run
@@ -22,6 +25,26 @@ check() { # check DESCRIPTION COMMAND...
 }
 http_is() { [[ $(curl -s -o /dev/null -w '%{http_code}' "${@:2}") == "$1" ]]; }
 body_has() { curl -fsS "${@:2}" | grep -qF -- "$1"; }
+lacks_tools() { # lacks_tools IMAGE: curl, wget, setpriv, ps (nor pgrep, top) are commands in it
+  docker run --rm --entrypoint sh "$1" -c 'for t in curl wget setpriv ps pgrep top; do
+    if command -v "$t"; then exit 1; fi; done'
+}
+pid1_status() { docker exec "$1" cat /proc/1/status | awk -v f="$2:" '$1 == f { print $2 }'; }
+pid1_env_has() { # pid1_env_has CONTAINER USER NAME FILE: NAME=<FILE's content> is in PID 1's env
+  docker exec -u "$2" "$1" cat /proc/1/environ | tr '\0' '\n' | grep -qxF -f <(printf '%s=%s\n' "$3" "$(<"$4")")
+}
+label_is() { [[ $(docker image inspect -f "{{index .Config.Labels \"$2\"}}" "$1") == "$3" ]]; }
+redis_min_config_is() { # redis_min_config_is NAME VALUE (asked with the password, not in argv)
+  [[ $(REDISCLI_AUTH=$(<"$dir/secrets/redis_password") docker exec -e REDISCLI_AUTH demo-check-redis-min \
+    redis-cli CONFIG GET "$1" | tail -n 1) == "$2" ]]
+}
+# old_layout_refused VOLUME:TARGET TEXT: postgres:18 exits 1 before initialising, its error naming TEXT
+old_layout_refused() {
+  local out rc=0
+  out=$(timeout 60 docker run --rm --name demo-check-pg18-refused -e POSTGRES_PASSWORD=unused -v "$1" \
+    selfhost/postgres:18 2>&1) || rc=$?
+  [[ $rc == 1 ]] && grep -qF -- "$2" <<<"$out"
+}
 wait_healthy() {
   for _ in $(seq 60); do
     [[ $(docker inspect -f '{{.State.Health.Status}}' "$1") == healthy ]] && return 0
@@ -115,6 +138,67 @@ docker run -d --name demo-check-nginx --network "$net" -v "$dir/templates:/etc/n
 sleep 1
 check "nginx proxies the API" body_has '"status": "ok"' http://127.0.0.1:18004/api/health
 check "nginx proxies the frontend" body_has 'data-version="v1"' http://127.0.0.1:18004/
+
+# The minimal variants carry none of the tools the official images lack.
+for image in selfhost/postgres:18 selfhost/redis:8-minimal selfhost/nginx:1.26-slim; do
+  check "$image: no curl, wget, setpriv, ps" lacks_tools "$image"
+done
+
+# postgres:18: the official 18 layout, initialised from a password file; as in the official image
+# the password stays in the server's environment.
+docker run -d --name demo-check-postgres18 -v demo-check-pg18:/var/lib/postgresql "${secrets[@]}" \
+  -v "$dir/initdb:/docker-entrypoint-initdb.d:ro" -e POSTGRES_USER=app -e POSTGRES_DB=app \
+  -e POSTGRES_PASSWORD_FILE=/run/secrets/db_password \
+  --health-cmd 'pg_isready -h 127.0.0.1 -U app -d app' --health-interval 1s selfhost/postgres:18 >/dev/null
+check "postgres 18 healthy" wait_healthy demo-check-postgres18
+check "postgres 18 data directory /var/lib/postgresql/18/docker" bash -c \
+  "docker exec demo-check-postgres18 psql -U app -d app -tAc 'SHOW data_directory' | grep -qx /var/lib/postgresql/18/docker"
+check "postgres 18 PG_VERSION says 17 (Debian's binaries)" bash -c \
+  "docker exec demo-check-postgres18 cat /var/lib/postgresql/18/docker/PG_VERSION | grep -qx 17"
+check "postgres 18 label selfhost.postgres.layout=18" label_is selfhost/postgres:18 selfhost.postgres.layout 18
+check "postgres 18 label selfhost.postgres.major=17" label_is selfhost/postgres:18 selfhost.postgres.major 17
+check "postgres 18 runs as uid 999" test "$(pid1_status demo-check-postgres18 Uid)" = 999
+check "postgres 18 server has POSTGRES_PASSWORD in /proc/1/environ" \
+  pid1_env_has demo-check-postgres18 postgres POSTGRES_PASSWORD "$dir/secrets/db_password"
+check "postgres 18 server has postgres' HOME (gosu)" bash -c \
+  "docker exec -u postgres demo-check-postgres18 cat /proc/1/environ | tr '\0' '\n' | grep -qx HOME=/var/lib/postgresql"
+docker restart demo-check-postgres18 >/dev/null
+check "postgres 18 healthy after restart" wait_healthy demo-check-postgres18
+check "postgres 18 init scripts ran once" bash -c \
+  "docker exec demo-check-postgres18 psql -U app -d app -tAc 'SELECT count(*) FROM initdb_marker' | grep -qx 2"
+check "postgres 18 password still in the environment after restart" \
+  pid1_env_has demo-check-postgres18 postgres POSTGRES_PASSWORD "$dir/secrets/db_password"
+# Like the official 18 image, it refuses to start beside a volume of the old layout.
+check "postgres 18 refuses the 17 layout's database at /var/lib/postgresql/data" \
+  old_layout_refused demo-check-pgdata:/var/lib/postgresql/data:ro "in: /var/lib/postgresql/data"
+check "postgres 18 refuses an empty volume at /var/lib/postgresql/data" \
+  old_layout_refused demo-check-pg18old:/var/lib/postgresql/data "/var/lib/postgresql/data (unused mount/volume)"
+
+# redis:8-minimal: a config file as argument, readable only by redis (999, 0400), and only the
+# capabilities the entrypoint needs to chown /data and drop to redis.
+printf 'requirepass %s\nappendonly yes\n' "$(<"$dir/secrets/redis_password")" >"$dir/redis.conf"
+chown 999:999 "$dir/redis.conf"
+chmod 0400 "$dir/redis.conf"
+docker run --rm -v demo-check-redisdata-min:/data --entrypoint sh selfhost/redis:8-minimal -c 'touch /data/root-owned'
+docker run -d --name demo-check-redis-min -v demo-check-redisdata-min:/data \
+  -v "$dir/redis.conf:/run/secrets/redis.conf:ro" --cap-drop ALL --cap-add SETUID --cap-add SETGID --cap-add CHOWN \
+  --health-cmd 'redis-cli ping | grep -q NOAUTH' --health-interval 1s \
+  selfhost/redis:8-minimal redis-server /run/secrets/redis.conf >/dev/null
+check "redis minimal healthy" wait_healthy demo-check-redis-min
+check "redis minimal: redis-server is PID 1" bash -c "docker exec demo-check-redis-min cat /proc/1/cmdline | tr '\0' ' ' | grep -q '^redis-server '"
+check "redis minimal runs as uid 999" test "$(pid1_status demo-check-redis-min Uid)" = 999
+check "redis minimal keeps no capabilities" test "$(pid1_status demo-check-redis-min CapEff)" = 0000000000000000
+check "redis minimal entrypoint chowned /data" bash -c "docker exec demo-check-redis-min stat -c %u /data/root-owned | grep -qx 999"
+check "redis minimal refuses without password" bash -c "docker exec demo-check-redis-min redis-cli ping | grep -q NOAUTH"
+check "redis minimal took the config file" redis_min_config_is appendonly yes
+
+# nginx:1.26-slim: the same layout and entrypoint (templates, /docker-entrypoint.d) as nginx:1.26.
+docker run -d --name demo-check-nginx-slim --network "$net" -v "$dir/templates:/etc/nginx/templates:ro" \
+  -e BACKEND=demo-check-backend -e FRONTEND=demo-check-frontend -p 127.0.0.1:18005:80 selfhost/nginx:1.26-slim >/dev/null
+docker run -d --name demo-check-nginx-slim-default -p 127.0.0.1:18006:80 selfhost/nginx:1.26-slim >/dev/null
+sleep 1
+check "nginx slim proxies the API" body_has '"status": "ok"' http://127.0.0.1:18005/api/health
+check "nginx slim serves its default page" body_has 'Welcome to nginx!' http://127.0.0.1:18006/
 
 start=$(date +%s%N)
 docker stop demo-check-backend >/dev/null

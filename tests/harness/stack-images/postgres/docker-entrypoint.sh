@@ -3,6 +3,9 @@
 # No -u: sourced initdb.d scripts written for the official image may use unset variables.
 set -Eeo pipefail
 
+# The official image's data layout this image follows (PG_LAYOUT in the Dockerfile): 17 or 18.
+layout=$(cat /usr/local/share/selfhost/postgres-layout 2>/dev/null || echo 17)
+
 # file_env VAR [DEFAULT]: VAR from the environment or from the file named by VAR_FILE.
 file_env() {
   local var=$1 file_var="${1}_FILE" val=${2:-}
@@ -47,12 +50,32 @@ process_init_files() {
   done
 }
 
+# As the official image does when PGDATA is the layout's default and holds no database yet: a
+# database elsewhere under /var/lib/postgresql (an old-layout volume, say) stops the start instead
+# of a new empty cluster beside it; from 18 on, so does any mount at /var/lib/postgresql/data.
+refuse_old_databases() {
+  [[ $PGDATA == "/var/lib/postgresql/$layout/docker" ]] || return 0
+  local d old=()
+  for d in /var/lib/postgresql /var/lib/postgresql/data /var/lib/postgresql/*/docker; do
+    [[ ! -s $d/PG_VERSION ]] || old+=("$d")
+  done
+  if ((${#old[@]} == 0 && layout >= 18)) && mountpoint -q /var/lib/postgresql/data; then
+    old+=('/var/lib/postgresql/data (unused mount/volume)')
+  fi
+  ((${#old[@]})) || return 0
+  echo "error: in the $layout layout the database lives in $PGDATA, inside VOLUME /var/lib/postgresql," >&2
+  echo "  but there is PostgreSQL data (or a mount) in: ${old[*]}" >&2
+  echo '  Mount one volume at /var/lib/postgresql; move an old database with pg_upgrade or a dump.' >&2
+  exit 1
+}
+
 init_database() {
   if [[ -z $POSTGRES_PASSWORD && $POSTGRES_HOST_AUTH_METHOD != trust ]]; then
     echo 'error: database is uninitialized and superuser password is not specified.' >&2
     echo '  Set POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE (or POSTGRES_HOST_AUTH_METHOD=trust).' >&2
     exit 1
   fi
+  refuse_old_databases
   local args=()
   eval "args=(${POSTGRES_INITDB_ARGS:-})"  # shell-quoted words, as upstream
   [[ -z ${POSTGRES_INITDB_WALDIR:-} ]] || args+=(--waldir "$POSTGRES_INITDB_WALDIR")
@@ -88,6 +111,8 @@ if [[ $1 == postgres ]] && ! want_help "$@"; then
   chmod 03775 /var/run/postgresql 2>/dev/null || :
   if [[ $(id -u) == 0 ]]; then
     find "$PGDATA" /var/run/postgresql \! -user postgres -exec chown postgres:postgres {} +
+    # The minimal variants ship gosu (as the official image does) instead of setpriv.
+    if command -v gosu >/dev/null; then exec gosu postgres "${BASH_SOURCE[0]}" "$@"; fi
     exec setpriv --reuid=postgres --regid=postgres --init-groups "${BASH_SOURCE[0]}" "$@"
   fi
 
@@ -96,8 +121,9 @@ if [[ $1 == postgres ]] && ! want_help "$@"; then
   else
     echo "$0: PostgreSQL database directory appears to contain a database; skipping initialization"
   fi
-  # The server itself has no use for the superuser password.
-  unset POSTGRES_PASSWORD
+  # The 17 stand-in keeps the superuser password out of the server's environment. The official
+  # image does not (file_env exports it and nothing unsets it before exec), nor does layout 18.
+  ((layout >= 18)) || unset POSTGRES_PASSWORD
 fi
 
 exec "$@"

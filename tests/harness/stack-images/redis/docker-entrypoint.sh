@@ -19,6 +19,8 @@ if [ "$1" = redis-server ]; then
   esac
   if [ "$(id -u)" = 0 ]; then
     find . \! -user redis -exec chown redis '{}' +
+    # The minimal variant has no setpriv on PATH but gosu, the official image's tool up to 8.0.
+    if command -v gosu >/dev/null; then exec gosu redis "$0" "$@"; fi
     exec setpriv --reuid=redis --regid=redis --init-groups "$0" "$@"
   fi
   um=$(umask)
