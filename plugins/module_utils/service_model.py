@@ -515,12 +515,17 @@ class _Model:
         if not services:
             self.checks.add("app_services", "must define at least one service")
         out = {}
+        keys = {}  # a name's .env variable and pool key: my-api and my_api would share them
         for name in sorted(services, key=str):
             path = "app_services.%s" % name
+            key = str(name).replace("-", "_")
             if not isinstance(name, str) or not NAME_RE.fullmatch(name):
                 self.checks.add(path, "a service name must match [a-z][a-z0-9_-]{0,30}, got %s" % _show(name))
+            elif key in keys:
+                self.checks.add(path, "%s and %s differ only in - and _; name one differently" % (keys[key], name))
             elif name in RESERVED_NAMES:
                 self.checks.add(path, "%s is a service of the collection itself; name yours differently" % name)
+            keys.setdefault(key, name)
             if self.checks.fields(path, services[name], SERVICE_FIELDS) is not None:
                 out[name] = _Service(self.checks, name, services[name], self.defaults, self.secrets).run()
         self.paths(out)

@@ -269,8 +269,16 @@ def main():
             continue
         if compose.image_id(service) is None:
             compose.compose("pull", "--quiet", service)
-        compose.compose("up", "--detach", "--no-recreate", "--pull", "never", "--scale",
-                        "%s=%d" % (service, len(containers) + replicas), service)
+        rc, out, err = module.run_command(
+            ["docker", "compose", "up", "--detach", "--no-recreate", "--pull", "never", "--scale",
+             "%s=%d" % (service, len(containers) + replicas), service], cwd=p["project_dir"])
+        if rc != 0:
+            # Containers Docker created but could not start would block every later run.
+            for c in compose.containers(service):
+                if c.name not in before:
+                    compose.run("docker", "rm", "--force", c.name)
+            module.fail_json(msg="starting new %s containers failed, removed them; the old ones keep serving: %s"
+                             % (service, (err or out).strip()[-1500:]), failed_check="container start", service=service)
         current = wait_serving(module, compose, service, before, replicas, p["health_timeout"])
         serving[service] = [c.name for c in current]
         stale[service] = sorted(before)

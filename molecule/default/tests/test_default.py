@@ -58,14 +58,42 @@ def test_invalid_item_is_rejected(host):
     assert status == 400
 
 
-def test_secret_files_are_root_only(host):
-    assert host.file(f"{APP_DIR}/secrets").mode == 0o700
-    for name in ("db_password", "redis_password"):
+def test_secret_files_are_readable_only_by_the_service_that_uses_them(host):
+    secrets = host.file(f"{APP_DIR}/secrets")
+    assert secrets.mode == 0o700 and secrets.user == "root"
+    owners = {"backend/db_password": "root", "backend/redis_password": "root",
+              "postgres/db_password": "root", "redis/redis.conf": "999"}
+    for name, owner in owners.items():
         f = host.file(f"{APP_DIR}/secrets/{name}")
-        assert f.user == "root" and f.group == "root"
-        assert f.mode in (0o400, 0o600)
+        assert f.mode == 0o400, name
+        assert str(f.user if owner == "root" else f.uid) == owner, name
+        assert host.file(f"{APP_DIR}/secrets/{name.split('/')[0]}").mode == 0o700
     env = host.file(f"{APP_DIR}/.env").content_string
     assert "PASSWORD" not in env.upper()
+
+
+def test_no_secret_in_the_environment_of_any_process(host, secrets):
+    # PostgreSQL's entrypoint exports the password; the role's start script keeps it out of the server.
+    for pid in host.check_output("ls /proc | grep -E '^[0-9]+$'").split():
+        environ = host.run("cat /proc/%s/environ", pid).stdout
+        for value in secrets:
+            assert value not in environ, pid
+
+
+def test_every_container_has_a_pids_limit(host):
+    limits = host.check_output("docker inspect -f '{{.Name}} {{.HostConfig.PidsLimit}}' $(docker ps -q)")
+    for line in limits.splitlines():
+        name, limit = line.split()
+        assert limit not in ("<nil>", "0", "-1"), name
+
+
+def test_nginx_access_log_goes_to_docker_logs(host):
+    probe = uuid.uuid4().hex
+    host.check_output("curl -s -o /dev/null 'http://127.0.0.1/api/health?probe=%s'", probe)
+    assert probe in host.check_output("docker logs --tail 50 demo-nginx-1 2>&1")
+    # Nothing of it lands in the tmpfs that counts against the container's memory.
+    size = host.check_output("docker exec demo-nginx-1 sh -c 'du -sk /var/log/nginx | cut -f1'")
+    assert int(size) <= 4, size
 
 
 def test_no_secret_in_docker_inspect(host, secrets):
@@ -100,7 +128,7 @@ def test_bad_input_stops_before_any_change(host):
     before = host.file(f"{APP_DIR}/compose.yaml").sha256sum
     cases = {
         "app_name": ["-e", "app_name=Bad_Name"],
-        "app_backend_image": ["-e", "app_backend_image="],
+        "app_services.backend.image": ["-e", "app_backend_image="],
         "vault_app_redis_password_missing": ["-e", "app_redis_password={{ vault_app_redis_password_missing }}"],
     }
     for variable, args in cases.items():

@@ -17,6 +17,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.selfhost.stack.plugins.filter.compose_project import FilterModule, compose_plan, compose_project
 from ansible_collections.selfhost.stack.plugins.module_utils import compose_render as cr
 from ansible_collections.selfhost.stack.plugins.module_utils import image_config
+from ansible_collections.selfhost.stack.plugins.module_utils import service_model as sm
 from ansible_collections.selfhost.stack.plugins.module_utils.service_model import normalize
 
 API = "registry.example.com/shop/api:1.4.2"
@@ -560,12 +561,11 @@ def test_image_variables_of_hyphenated_names():
     assert doc["services"]["media-worker-migrate-1"]["image"] == "${MEDIA_WORKER_MIGRATE_1_IMAGE}"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: my-api and my_api are both valid names and share MY_API_IMAGE "
-                                       "(and the pool name my_api_pool); one of them runs the other's image")
-def test_services_whose_names_differ_only_in_hyphen_and_underscore_get_their_own_images():
-    services = {"my-api": {"image": API}, "my_api": {"image": WORKER}}
-    model = model_of(services)
-    assert sorted(cr.image_env(model, list(services)).values()) == sorted([API, WORKER])
+def test_services_whose_names_differ_only_in_hyphen_and_underscore_are_refused():
+    # They would share MY_API_IMAGE and the pool my_api_pool.
+    with pytest.raises(sm.ModelError) as error:
+        sm.normalize({"my-api": {"image": API}, "my_api": {"image": WORKER}})
+    assert "app_services.my_api: my-api and my_api differ only in - and _" in str(error.value)
 
 
 # -- static files -------------------------------------------------------------------------------
@@ -756,22 +756,20 @@ def test_image_users_name_the_user_whose_uid_secret_files_get():
         "web": {"image": WEB},
     }
     model = model_of(services)
-    assert cr.image_users(model, list(services) + ["nginx", "postgres"]) == {API: "1000:1000", WORKER: "2001"}
+    # Numeric users need no lookup; a name is resolved from the image's own /etc/passwd.
+    assert cr.image_users(model, list(services) + ["nginx", "postgres"]) == {}
+    named = model_of({"worker": {"image": WORKER, "user": "worker"}})
+    assert cr.image_users(named, ["worker"]) == {WORKER: "worker"}
     assert cr.image_users(model, ["web", "nginx"]) == {}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: image_users() is keyed by image; two services of one image with "
-                                       "different users get one owner for both services' secret files")
 def test_services_sharing_an_image_with_different_users_each_own_their_secret_files():
     services = {
         "api": {"image": API, "secrets": ["api_token"]},  # the image's USER, app (1000)
         "worker": {"image": API, "user": "2000", "secrets": ["api_token"]},
     }
     model = model_of(services)
-    users = cr.image_users(model, list(services))
-    assert users == {API: "2000"}  # asked of image_config for the one image reference both use
-    images = {API: dict(IMAGES[API], user="2000", uid=2000, gid=2000)}  # what image_config then resolves
-    files = cr.secret_files(model, list(services), images, {"api": API, "worker": API})
+    files = cr.secret_files(model, list(services), IMAGES, {"api": API, "worker": API})
     owners = dict((f["service"], f["owner"]) for f in files)
     assert owners == {"api": "1000:1000", "worker": "2000:2000"}
 
