@@ -1,0 +1,1 @@
+"""fastapi-shop: a small FastAPI shop backend (see ../../README.md)."""
