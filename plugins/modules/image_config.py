@@ -137,9 +137,14 @@ def main():
         ),
         supports_check_mode=True,
     )
+    images = list(dict.fromkeys(module.params["images"]))
+    if not module.get_bin_path("docker"):
+        if module.check_mode:  # a host whose Docker is not installed yet, in a check run
+            module.exit_json(changed=False, images={}, missing=images)
+        module.fail_json(msg="docker is not installed on this host (role selfhost.stack.docker installs it)")
     reader = ImageReader(module)
     found, missing = {}, []
-    for ref in dict.fromkeys(module.params["images"]):
+    for ref in images:
         info = reader.read(ref, module.params["users"].get(ref))
         if info is None:
             missing.append(ref)
