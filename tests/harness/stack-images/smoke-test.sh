@@ -91,6 +91,8 @@ check "redis-server is PID 1 as redis" bash -c "docker exec demo-check-redis ps 
 check "redis refuses without password" bash -c "docker exec demo-check-redis redis-cli ping | grep -q NOAUTH"
 check "postgres runs as uid 999" bash -c "docker exec demo-check-postgres ps -o uid= -p 1 | grep -qx ' *999'"
 check "initdb args applied" bash -c "docker exec demo-check-postgres psql -U app -d app -tAc 'SHOW data_checksums' | grep -qx on"
+check "postgres server has POSTGRES_PASSWORD in /proc/1/environ, as the official image" \
+  pid1_env_has demo-check-postgres postgres POSTGRES_PASSWORD "$dir/secrets/db_password"
 
 docker run --rm --network "$net" "${app_env[@]}" "${secrets[@]}" "${hardened[@]}" selfhost/demo-backend:v1 \
   python3 /app/migrate.py >/dev/null

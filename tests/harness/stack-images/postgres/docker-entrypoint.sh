@@ -121,9 +121,8 @@ if [[ $1 == postgres ]] && ! want_help "$@"; then
   else
     echo "$0: PostgreSQL database directory appears to contain a database; skipping initialization"
   fi
-  # The 17 stand-in keeps the superuser password out of the server's environment. The official
-  # image does not (file_env exports it and nothing unsets it before exec), nor does layout 18.
-  ((layout >= 18)) || unset POSTGRES_PASSWORD
+  # Like the official image, the password stays exported (file_env exports it and nothing
+  # unsets it before exec): the server keeps it in its environment.
 fi
 
 exec "$@"
