@@ -30,6 +30,7 @@ base_image=$("$SELFHOST_ROOT/tests/harness/base-image.sh" trixie)
 "$SELFHOST_ROOT/tests/harness/registry.sh" "$base_image"
 "$SELFHOST_ROOT/tests/harness/pebble.sh" "$base_image"
 "$SELFHOST_ROOT/tests/harness/stack-images.sh" "$base_image" >/dev/null
+"$SELFHOST_ROOT/tests/harness/example-images.sh" "$base_image" >/dev/null
 docker_host_image=$("$SELFHOST_ROOT/tests/harness/docker-host-image.sh" "$base_image")
 
 cat >"$SELFHOST_ROOT/.harness.env" <<ENV
