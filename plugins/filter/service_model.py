@@ -10,7 +10,7 @@ name: service_model
 short_description: The app role's service model, validated and normalised
 version_added: 0.1.0
 description:
-  - Checks an C(app_services) dict (service name to specification, see C(roles/app/SERVICE_MODEL.md))
+  - Checks an C(app_services) dict (service name to specification, see C(roles/app/README.md))
     and returns it normalised, every key of every service present, ready for rendering.
   - Every error is collected; when there are any, the filter fails with all messages, sorted and
     joined by C(; ). Each message starts with the dotted path of the field, for example

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The app role's service model (`app_services`, roles/app/SERVICE_MODEL.md): validation and
+"""The app role's service model (`app_services`, roles/app/README.md, "The service model"): validation and
 normalisation, without I/O.
 
 `normalize()` checks every service, collects every error (each starting with the dotted path of
@@ -593,7 +593,7 @@ class _Model:
 
 
 def normalize(services, defaults=None, secrets=None, data_services=("postgres", "redis"), project_dir=None):
-    """The normalised ``app_services``, every key present (see SERVICE_MODEL.md); raises ModelError.
+    """The normalised ``app_services``, every key present (see roles/app/README.md); raises ModelError.
 
     ``defaults``: per-service defaults (limits, healthcheck timings, tmpfs, read_only, replicas).
     ``secrets``: name -> value of every secret there is; values are only tested for being non-empty.

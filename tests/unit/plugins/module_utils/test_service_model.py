@@ -1,4 +1,4 @@
-"""The app role's service model (roles/app/SERVICE_MODEL.md): validation and normalisation."""
+"""The app role's service model (roles/app/README.md, "The service model"): validation and normalisation."""
 
 import copy
 import json
@@ -26,8 +26,8 @@ SECRETS = {
 
 
 def model_example():
-    """The app_services example of SERVICE_MODEL.md, as YAML gives it."""
-    text = (ROOT / "roles/app/SERVICE_MODEL.md").read_text()
+    """The app_services example of the app role README's section "The service model", as YAML gives it."""
+    text = (ROOT / "roles/app/README.md").read_text().split("## The service model", 1)[1]
     return yaml.safe_load(text.split("```yaml\n", 1)[1].split("```", 1)[0])["app_services"]
 
 
