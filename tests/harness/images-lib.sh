@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Building and pushing the harness's images, shared by the scripts that build them
-# (example-images.sh; stack-images.sh has the same functions inline for now). Source it after
+# (stack-images.sh, example-images.sh). Source it after
 # scripts/lib.sh. The caller sets:
 #   base    the base image every build gets as BASE_IMAGE
 #   push    the registry to push to (host:port, e.g. 127.0.0.1:5000)

@@ -25,60 +25,9 @@ curl -fsS "http://$push/v2/" >/dev/null || die "no registry answers at $push (ru
 exec 9>"${TMPDIR:-/tmp}/selfhost-stack-images.lock"
 flock 9
 
-# True when the registry serves exactly the digest Docker recorded when it pushed $1 as $2.
-in_registry() {
-  local image=$1 repo=${2%:*} tag=${2##*:} digest
-  digest=$(curl -fsS -o /dev/null -D - -I \
-    -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
-    "http://$push/v2/$repo/manifests/$tag" 2>/dev/null |
-    tr -d '\r' | awk 'tolower($1) == "docker-content-digest:" { print $2 }') || return 1
-  [[ -n $digest ]] && docker image inspect -f '{{join .RepoDigests "\n"}}' "$image" | grep -qxF "$push/$repo@$digest"
-}
-
-# build NAME:TAG CONTEXT [BUILD_ARG=VALUE ...]: builds the image unless its cache tag exists, and
-# sets $built to that tag (NAME:TAG-HASH), which a later build can start FROM. Neither tags
-# NAME:TAG nor pushes nor prunes.
-build() {
-  local ref=$1 ctx=$2 args=() arg
-  shift 2
-  for arg in "$@"; do args+=(--build-arg "$arg"); done
-  built="$ref-$(inputs_hash "$ctx" "$base" "$@")"
-  if image_exists "$built"; then
-    log "$ref: cached ($built)"
-  else
-    log "$ref: building from $ctx"
-    # The legacy builder (no buildx here); its deprecation notice is shown only on failure.
-    DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE_IMAGE=$base" "${args[@]}" -t "$built" "$ctx" \
-      >/dev/null 2>"$errlog" || { cat "$errlog" >&2; die "building $ref failed"; }
-  fi
-}
-
-# build_push NAME:TAG CONTEXT [BUILD_ARG=VALUE ...]: build, tag NAME:TAG and push it.
-build_push() {
-  local ref=$1
-  build "$@"
-  docker tag "$built" "$ref"
-  if in_registry "$built" "$ref"; then
-    log "$ref: already in $push"
-  else
-    log "$ref: pushing to $push"
-    docker tag "$built" "$push/$ref"
-    docker push -q "$push/$ref" >/dev/null || die "pushing $push/$ref failed"
-  fi
-  prune_stale "$ref" "$built"
-  refs+=("$ref")
-}
-
-# Removes the images of earlier inputs for REF (their cache tags, then the untagged images). Only
-# REF-<hash> tags count: redis:8's are not redis:8-minimal's.
-prune_stale() {
-  local ref=$1 cached=$2 stale ids
-  stale=$(docker images --format '{{.Repository}}:{{.Tag}}' "${ref%:*}" |
-    grep -xE "${ref//./\\.}-[0-9a-f]{12}" | grep -vxF "$cached") || return 0
-  ids=$(xargs docker image inspect -f '{{.Id}}' <<<"$stale")
-  xargs docker rmi <<<"$stale" >/dev/null 2>&1 || true
-  xargs docker rmi <<<"$ids" >/dev/null 2>&1 || true  # fails harmlessly for an image still in use
-}
+# in_registry, build, build_push, prune_stale: shared with example-images.sh.
+# shellcheck source=tests/harness/images-lib.sh
+source "$(dirname "$0")/images-lib.sh"
 
 refs=()
 errlog=$(mktemp)
