@@ -17,6 +17,7 @@ HELPERS = "/selfhost"  # the role's helper scripts, mounted read-only into every
 PROBE = [HELPERS + "/probe"]
 WRAPPER = HELPERS + "/with-secrets"
 POSTGRES_START = HELPERS + "/postgres-start"
+NGINX_START = HELPERS + "/nginx-start"
 BUILTINS = ("nginx", "postgres", "redis")
 RESERVED_VOLUMES = ("postgres_data", "redis_data")
 # Official postgres images before 18 keep the cluster in a subdirectory of their volume.
@@ -206,9 +207,11 @@ class Project(object):
                     # /var/log/nginx stays a tmpfs for images whose log paths are files; the site logs to stdout/stderr.
                     tmpfs=["/var/cache/nginx", "/var/lib/nginx", "/var/log/nginx", "/run", "/tmp"],
                     networks=["frontend"])
-        routed = [s for s in self.here if s in self.model and self.model[s]["routes"]]
-        if routed:
-            spec["depends_on"] = dict((s, {"condition": "service_healthy"}) for s in routed)
+        # No depends_on the routed services: the edge starts without them (the start script
+        # leaves pools whose containers do not run yet out, and answers 503 for them).
+        runtime = self.runtime("nginx")
+        spec["entrypoint"] = ["/bin/sh", NGINX_START] + escape(runtime.get("entrypoint") or ["/docker-entrypoint.sh"])
+        spec["command"] = escape(runtime.get("cmd") or ["nginx", "-g", "daemon off;"])
         spec["healthcheck"] = self.healthcheck(["CMD", "/bin/sh"] + PROBE + ["http", "80", "/healthz"],
                                                self.ctx["builtin_healthcheck"])
         return spec

@@ -79,7 +79,8 @@ def out_of_date(containers, replicas, config_hash, image_id):
 
 def render_upstreams(pools):
     """Nginx upstream blocks. pools: list of (pool name, port, [container names])."""
-    lines = ["# Managed by selfhost.stack: the containers Nginx sends traffic to, by name."]
+    lines = ["# Managed by selfhost.stack: the containers Nginx sends traffic to, by name",
+             "# (/selfhost/nginx-start resolves them into the pools Nginx loads)."]
     for pool, port, names in pools:
         lines.append("upstream %s {" % pool)
         for name in sorted(names):

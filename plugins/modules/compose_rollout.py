@@ -24,6 +24,11 @@ description:
     health log and changes neither Nginx nor the old containers, which keep serving. Running it
     again after restoring the previous files removes the failed containers.
   - Services with no container at all are left to C(docker compose up).
+  - Containers of the project that Docker created but never started (a refused option, an
+    earlier run that was killed) are removed first: they would block every later C(up).
+  - A pool whose service has no serving container names its running containers, or none: the
+    edge then answers 503 for it (see the role's C(nginx-start)). Nginx is reloaded only while it
+    runs; a stopped Nginx is in RV(pending), so the following C(up) starts it.
   - With O(roll) empty it only makes the upstream pools name the serving containers.
 author: selfhost.stack developers (@selfhost-stack)
 requirements:
@@ -61,7 +66,10 @@ options:
         type: int
         required: true
   upstreams_path:
-    description: File holding the upstream blocks, inside Nginx's configuration directory. Required with O(pools).
+    description:
+      - File holding the upstream blocks by container name, inside Nginx's configuration directory. Required with O(pools).
+      - Nginx does not load it itself; the helper C(/selfhost/nginx-start --reload) run in the Nginx container resolves it
+        into the pools Nginx loads, tests the configuration and reloads.
     type: path
   nginx_service:
     description: Compose service of the Nginx that reads O(upstreams_path).
@@ -97,7 +105,7 @@ EXAMPLES = r"""
     pools:
       - {service: backend, pool: backend_pool, port: 8000}
       - {service: frontend, pool: frontend_pool, port: 8080}
-    upstreams_path: /opt/shop/nginx/upstreams.conf
+    upstreams_path: /opt/shop/nginx/upstreams.pools
 """
 
 RETURN = r"""
@@ -118,6 +126,12 @@ pending:
   returned: always
   type: dict
   sample: {redis: "shop-redis-1 has another configuration"}
+removed:
+  description: Containers Docker had created but never started, removed before anything else.
+  returned: always
+  type: list
+  elements: str
+  sample: [shop-frontend-4]
 """
 
 import json
@@ -127,6 +141,8 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.selfhost.stack.plugins.module_utils import rollout
+
+NGINX_START = "/selfhost/nginx-start"  # the app role's helper, mounted into the Nginx container
 
 
 class Compose(object):
@@ -237,12 +253,19 @@ def main():
     changed = False
     rolled, stale, serving = {}, {}, {}
 
+    removed = [c.name for c in compose.containers() if c.state in ("created", "dead")]
+    if removed:
+        changed = True
+        if not module.check_mode:
+            compose.run("docker", "rm", "--force", *removed)
+
     # What `docker compose up` would still touch, judged as Compose does (one `config --hash`
     # and one inspect of every container: cheap enough for every deploy, unchanged ones included).
     hashes = compose.config_hashes()
     by_service = {}
     for c in compose.containers():
-        by_service.setdefault(c.service, []).append(c)
+        if c.name not in removed:
+            by_service.setdefault(c.service, []).append(c)
     outdated = {}
     for service in compose.config()["services"]:
         reason = rollout.out_of_date(by_service.get(service, []), compose.replicas(service, p["replicas"]),
@@ -293,10 +316,9 @@ def main():
                 containers = by_service.get(pool["service"], [])
                 if not containers:
                     continue  # not deployed yet: docker compose up creates them
-                names = [c.name for c in containers if c.serving]
+                names = ([c.name for c in containers if c.serving]
+                         or [c.name for c in containers if c.state == "running"])
                 serving[pool["service"]] = names
-            if not names:
-                module.fail_json(msg="no serving %s container to send traffic to" % pool["service"])
             pools.append((pool["pool"], pool["port"], names))
         content = rollout.render_upstreams(pools)
         path = p["upstreams_path"]
@@ -306,7 +328,8 @@ def main():
             diff = {"before": old, "after": content, "before_header": path, "after_header": path}
             if not module.check_mode:
                 write_atomic(path, content)
-                compose.compose("exec", "-T", p["nginx_service"], "sh", "-c", "nginx -t -q && nginx -s reload")
+                if any(c.state == "running" for c in by_service.get(p["nginx_service"], [])):
+                    compose.compose("exec", "-T", p["nginx_service"], "/bin/sh", NGINX_START, "--reload")
                 if any(stale.values()):
                     time.sleep(p["drain_seconds"])
 
@@ -315,7 +338,7 @@ def main():
             compose.run("docker", "stop", "--time", str(p["stop_timeout"]), name)
             compose.run("docker", "rm", name)
 
-    result = dict(changed=changed, rolled=rolled, serving=serving, pending=pending)
+    result = dict(changed=changed, rolled=rolled, serving=serving, pending=pending, removed=removed)
     if module._diff and diff:
         result["diff"] = diff
     module.exit_json(**result)

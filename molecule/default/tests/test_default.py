@@ -195,7 +195,15 @@ def test_broken_update_reverts_by_itself_under_load(host):
     assert figures["failed"] == 0, figures
     assert served_version(host) == "v2"
     audit = [json.loads(line) for line in host.file(f"{APP_DIR}/audit.log").content_string.splitlines()]
-    assert audit[-1]["action"] == "update-failed" and audit[-1]["version"] == "broken"
+    start, end = audit[-2], audit[-1]
+    assert (start["action"], start["phase"], start["version"]) == ("update", "start", "broken"), audit[-3:]
+    assert (end["action"], end["phase"], end["version"]) == ("update", "end", "broken"), audit[-3:]
+    assert end["result"].startswith("reverted to ") and "did not become healthy" in end["reason"], end
+    # The failed attempt is not in the history: the current release is still v2's, its previous v1's.
+    current = json.loads(host.file(f"{APP_DIR}/releases/current/release.json").content_string)
+    previous = json.loads(host.file(f"{APP_DIR}/releases/{current['previous']}/release.json").content_string)
+    assert (current["version"], previous["version"]) == ("v2", "v1")
+    assert "broken" not in host.run(f"ls {APP_DIR}/releases").stdout
 
 
 def test_rollback_returns_to_v1_under_load(host):

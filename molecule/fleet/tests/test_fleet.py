@@ -64,7 +64,7 @@ def test_broken_update_reverts_the_first_host_and_stops(hosts):
     assert figures["failed"] == 0, figures
     assert version_of(hosts[APP1]) == version_of(hosts[APP2]) == "v2"
     audit = [json.loads(line) for line in hosts[APP1].file("/opt/demo/audit.log").content_string.splitlines()]
-    assert audit[-1]["action"] == "update-failed"
+    assert (audit[-1]["action"], audit[-1]["phase"]) == ("update", "end") and audit[-1]["result"].startswith("reverted")
     assert not hosts[APP1].file("/opt/demo/.deploy.lock").exists
 
 
@@ -94,9 +94,10 @@ def test_revert_all_returns_the_hosts_already_updated(hosts):
     assert f"went back to their previous release: {APP1}" in result.output
     assert figures["failed"] == 0, figures
     assert version_of(hosts[APP1]) == version_of(hosts[APP2]) == "v1"
-    for app, action in ((APP1, "rollback"), (APP2, "update-failed")):
+    for app, action, result in ((APP1, "rollback", "ok"), (APP2, "update", "reverted")):
         audit = [json.loads(line) for line in hosts[app].file("/opt/demo/audit.log").content_string.splitlines()]
-        assert audit[-1]["action"] == action, audit[-3:]
+        assert (audit[-1]["action"], audit[-1]["phase"]) == (action, "end"), audit[-3:]
+        assert audit[-1]["result"].startswith(result), audit[-3:]
 
 
 def test_every_item_written_before_is_still_there(hosts):

@@ -447,8 +447,15 @@ def test_depends_on_waits_for_healthy_or_started_services():
     assert services["api"]["depends_on"] == {"postgres": {"condition": "service_healthy"},
                                              "redis": {"condition": "service_healthy"}}
     assert "depends_on" not in services["cron"]
-    # The edge Nginx waits for the routed services.
-    assert services["nginx"]["depends_on"] == {"api": {"condition": "service_healthy"}}
+    # The edge never waits for the application: it starts (and answers 503) without it.
+    assert "depends_on" not in services["nginx"]
+
+
+def test_nginx_starts_through_the_pool_resolver_before_its_image_entrypoint():
+    doc, _ = render(WORKLOAD)
+    nginx = doc["services"]["nginx"]
+    assert nginx["entrypoint"] == ["/bin/sh", "/selfhost/nginx-start", "/docker-entrypoint.sh"]
+    assert nginx["command"] == ["nginx", "-g", "daemon off;"]
 
 
 def test_networks_on_a_single_host():
