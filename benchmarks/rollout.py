@@ -96,7 +96,7 @@ def main():
                                                                    "-e", "app_deploy_timeout=30"), args.rate)
         audit = [json.loads(line) for line in host_sh("cat /opt/demo/audit.log").splitlines()]
         revert = next(e for e in reversed(audit) if e["action"] == "revert")
-        failed = next(e for e in reversed(audit) if e["action"] == "update-failed")
+        failed = next(e for e in reversed(audit) if e.get("phase") == "end" and e.get("result", "").startswith("reverted"))
         parse = lambda t: datetime.datetime.strptime(t, "%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
         results["rollback_s"] = (parse(failed["time"]) - parse(revert["time"])).total_seconds()
         results["broken_update_failed_as_expected"] = bad.returncode != 0

@@ -1,0 +1,297 @@
+"""Faults an operator meets, each under a bounded load from this machine (40 requests/s on an
+API path that reads PostgreSQL). Each case: the last good release keeps serving with no failed
+request, no item written before is lost, and a plain run afterwards converges.
+
+Tests run in file order; each leaves the host serving v1 with the inventory's values.
+"""
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from conftest import (APP_DIR, HOST, LOAD_URL, containers, deploy, item_names, live_files, served_version,
+                      wait_healthy)
+from testlib import INVENTORY, PROJECT, VAULT_PASSWORD, Load, api, recap, run_playbook, vault_values
+
+VAULT_FILE = PROJECT / "molecule" / "default" / "inventory" / "group_vars" / "all" / "vault.yml"
+WRITTEN = []
+
+
+@pytest.fixture(autouse=True)
+def data_is_kept(host):
+    """Writes an item before each case and checks every item written so far is there after it."""
+    name = "faults-" + uuid.uuid4().hex[:8]
+    assert api(host, "POST", "/api/items", {"name": name})[0] == 201
+    WRITTEN.append(name)
+    yield
+    wait_healthy(host)
+    assert set(WRITTEN) <= item_names(host)
+
+
+def ids(host, service):
+    return sorted(c["id"] for c in containers(host).values() if c["service"] == service)
+
+
+def redis_answers(host, password):
+    out = host.run("printf 'AUTH \"%%s\"\\nPING\\n' %s | docker exec -i demo-redis-1 redis-cli", password)
+    return "PONG" in out.stdout
+
+
+def pg_accepts(host, password):
+    """A password login from a backend container, as the application logs in (the image trusts
+    logins over the local socket and 127.0.0.1 inside the PostgreSQL container)."""
+    backend = next(n for n, c in containers(host).items() if c["service"] == "backend")
+    check = "import sys, psycopg2; psycopg2.connect(host='postgres', dbname='demo', user='demo', password=sys.stdin.read()).close()"
+    return host.run("printf '%%s' %s | docker exec -i %s python3 -c %s", password, backend, check).rc == 0
+
+
+def converges(result):
+    assert result.returncode == 0, result.output[-3000:]
+    return recap(result.output, HOST)
+
+
+# -- secrets ------------------------------------------------------------------------------------
+
+def test_db_and_redis_passwords_rotate_without_downtime(host, extra_vars):
+    old = vault_values(VAULT_FILE)
+    new = {"app_db_password": "rotated-db-" + uuid.uuid4().hex, "app_redis_password": "rotated-redis-" + uuid.uuid4().hex}
+    data_ids = ids(host, "postgres") + ids(host, "redis")
+    backend = ids(host, "backend")
+    with Load(LOAD_URL) as load:
+        result = deploy(*extra_vars(**new))
+        figures = load.stop()
+    converges(result)
+    assert figures["failed"] == 0, figures
+    # Changed in the running servers: neither PostgreSQL nor Redis was recreated; the backend rolled.
+    assert ids(host, "postgres") + ids(host, "redis") == data_ids
+    assert ids(host, "backend") != backend
+    assert pg_accepts(host, new["app_db_password"]) and not pg_accepts(host, old["vault_app_db_password"])
+    assert redis_answers(host, new["app_redis_password"])
+    assert not redis_answers(host, old["vault_app_redis_password"])  # the old one is retired
+    # A run with the same values changes nothing.
+    assert converges(deploy(*extra_vars(**new)))["changed"] == 0
+    # And back to the inventory's values, under load too.
+    with Load(LOAD_URL) as load:
+        result = deploy()
+        figures = load.stop()
+    converges(result)
+    assert figures["failed"] == 0, figures
+    assert pg_accepts(host, old["vault_app_db_password"]) and redis_answers(host, old["vault_app_redis_password"])
+    assert ids(host, "postgres") + ids(host, "redis") == data_ids
+
+
+def test_app_secret_rotation_rolls_only_the_services_that_use_it(host, extra_vars):
+    backend = ids(host, "backend")
+    frontend = ids(host, "frontend")
+    with Load(LOAD_URL) as load:
+        result = deploy(*extra_vars(faults_session_key="second-session-key-" + uuid.uuid4().hex))
+        figures = load.stop()
+    converges(result)
+    assert figures["failed"] == 0, figures
+    assert ids(host, "frontend") != frontend and ids(host, "backend") == backend
+    with Load(LOAD_URL) as load:
+        result = deploy()
+        figures = load.stop()
+    converges(result)
+    assert figures["failed"] == 0, figures
+
+
+# -- the switch fails ---------------------------------------------------------------------------
+
+def test_container_docker_refuses_is_removed_and_the_release_keeps_serving(host, extra_vars):
+    before = containers(host)
+    files = live_files(host)
+    # Docker refuses a memory limit under 6 MiB when it creates the container.
+    bad = extra_vars(faults_frontend_limits={"memory": "4M"})
+    with Load(LOAD_URL) as load:
+        for _ in range(2):  # a second try finds no leftover of the first and adds none
+            result = deploy(*bad)
+            assert result.returncode != 0
+            assert "Minimum memory limit" in result.output, result.output[-3000:]
+            assert "Reverted automatically" in result.output
+            now = containers(host)
+            assert sorted(now) == sorted(before), now
+            assert all(c["state"] == "running" for c in now.values())
+        figures = load.stop()
+    assert figures["failed"] == 0, figures
+    assert live_files(host) == files
+    assert served_version(host) == "v1"
+    assert converges(deploy())["changed"] == 0
+
+
+def test_image_missing_from_the_registry_is_refused_before_any_change(host):
+    files = live_files(host)
+    with Load(LOAD_URL) as load:
+        result = deploy("-e", "app_version=v404")
+        figures = load.stop()
+    assert result.returncode != 0
+    assert "selfhost/demo-backend:v404" in result.output
+    assert "Pull every image of the stack" in result.output
+    assert figures["failed"] == 0, figures
+    assert live_files(host) == files and served_version(host) == "v1"
+
+
+def test_registry_down_is_refused_before_any_change(host):
+    files = live_files(host)
+    assert host.run("docker image inspect selfhost-registry:5000/selfhost/demo-backend:v2").rc != 0
+    host.run_test("iptables -I OUTPUT -p tcp --dport 5000 -j REJECT")
+    try:
+        with Load(LOAD_URL) as load:
+            result = deploy("-e", "app_version=v2")
+            figures = load.stop()
+    finally:
+        host.run_test("iptables -D OUTPUT -p tcp --dport 5000 -j REJECT")
+    assert result.returncode != 0
+    assert "Pull every image of the stack" in result.output and "connection refused" in result.output.lower()
+    assert figures["failed"] == 0, figures
+    assert live_files(host) == files and served_version(host) == "v1"
+
+
+def test_full_disk_during_the_pull_is_refused_before_any_change(host):
+    files = live_files(host)
+    # Docker downloads layers to /var/lib/docker/tmp: 4 KiB there is a full disk for the pull
+    # without filling this machine's disk.
+    host.run_test("mkdir -p /var/lib/docker/tmp && mount -t tmpfs -o size=4k tmpfs /var/lib/docker/tmp")
+    try:
+        with Load(LOAD_URL) as load:
+            result = deploy("-e", "app_version=v2")
+            figures = load.stop()
+    finally:
+        host.run_test("umount /var/lib/docker/tmp")
+    assert result.returncode != 0
+    assert "no space left on device" in result.output.lower(), result.output[-3000:]
+    assert figures["failed"] == 0, figures
+    assert live_files(host) == files and served_version(host) == "v1"
+
+
+# -- the edge -----------------------------------------------------------------------------------
+
+def test_edge_starts_without_backends_and_answers_503(host):
+    app = " ".join(n for n, c in containers(host).items() if c["service"] in ("backend", "frontend"))
+    assert host.run(f"docker stop {app} demo-nginx-1").rc == 0
+    # The edge starts although no upstream container runs, and says so plainly.
+    assert host.run("docker start demo-nginx-1").rc == 0
+    deadline = time.monotonic() + 30
+    while host.run("docker exec demo-nginx-1 /bin/sh /selfhost/probe http 80 /healthz").rc != 0:
+        assert time.monotonic() < deadline, "nginx did not start without its upstreams"
+        time.sleep(1)
+    out = host.check_output("curl -s -w '\\n%%{http_code}' http://127.0.0.1/api/items")
+    assert out.endswith("\n503") and "not available right now" in out, out
+    # Backends that come up later get traffic without a run (the edge re-resolves its pools).
+    assert host.run(f"docker start {app}").rc == 0
+    wait_healthy(host)
+    deadline = time.monotonic() + 15
+    while api(host, "GET", "/api/version")[0] != 200:
+        assert time.monotonic() < deadline, "backend not back in the pool"
+        time.sleep(1)
+
+
+def test_nginx_stopped_by_hand_is_started_by_a_plain_run(host):
+    assert host.run("docker stop demo-nginx-1").rc == 0
+    result = deploy()
+    converges(result)
+    assert containers(host)["demo-nginx-1"]["state"] == "running"
+    with Load(LOAD_URL) as load:
+        result = deploy()
+        figures = load.stop()
+    assert converges(result)["changed"] == 0
+    assert figures["failed"] == 0, figures
+
+
+# -- interrupted switches -----------------------------------------------------------------------
+
+def start_update(version):
+    env = dict(os.environ, ANSIBLE_VAULT_PASSWORD_FILE=str(VAULT_PASSWORD), ANSIBLE_FORCE_COLOR="0")
+    return subprocess.Popen(["ansible-playbook", "-i", INVENTORY, "playbooks/update.yml", "-e", "app_version=" + version],
+                            cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def wait_new_backend(host, before, timeout=240):
+    """Waits until the switch started a backend container that was not there before."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = {n for n, c in containers(host).items() if c["service"] == "backend"}
+        if now - before:
+            return
+        time.sleep(0.5)
+    raise AssertionError("the update started no new backend container")
+
+
+def test_controller_killed_during_the_switch(host):
+    before = {n for n, c in containers(host).items() if c["service"] == "backend"}
+    with Load(LOAD_URL) as load:
+        update = start_update("v2")
+        try:
+            wait_new_backend(host, before)
+        finally:
+            os.killpg(update.pid, signal.SIGKILL)
+            update.wait(timeout=30)
+        # The next plain run says who holds the lock; a forced one converges.
+        result = run_playbook("playbooks/update.yml", "-e", "app_version=v2")
+        assert result.returncode != 0 and "another deploy holds the lock" in result.output
+        assert "app_lock_force=true" in result.output
+        result = run_playbook("playbooks/update.yml", "-e", "app_version=v2", "-e", "app_lock_force=true")
+        figures = load.stop()
+    converges(result)
+    assert figures["failed"] == 0, figures
+    assert served_version(host) == "v2"
+    assert not host.file(f"{APP_DIR}/.deploy.lock").exists
+    assert len([c for c in containers(host).values() if c["service"] == "backend"]) == 1
+
+
+def test_host_restarted_during_the_switch(host):
+    before = {n for n, c in containers(host).items() if c["service"] == "backend"}
+    update = start_update("v1")
+    try:
+        wait_new_backend(host, before)
+        subprocess.run(["docker", "restart", HOST], check=True, capture_output=True, timeout=180)
+    finally:
+        os.killpg(update.pid, signal.SIGKILL)
+        update.wait(timeout=30)
+    subprocess.run(["docker", "exec", HOST, "timeout", "120", "systemctl", "is-system-running", "--wait"],
+                   capture_output=True, timeout=150, check=False)
+    wait_healthy(host)
+    assert served_version(host) in ("v1", "v2")  # a release that passed its gate serves
+    with Load(LOAD_URL) as load:
+        result = run_playbook("playbooks/update.yml", "-e", "app_version=v1", "-e", "app_lock_force=true")
+        figures = load.stop()
+    converges(result)
+    assert figures["failed"] == 0, figures
+    assert served_version(host) == "v1"
+
+
+# -- backups ------------------------------------------------------------------------------------
+
+def backup_files(host):
+    return host.check_output("cd /var/backups/demo && ls -1 && sha256sum *.dump")
+
+
+def test_backup_with_postgres_stopped_fails_and_keeps_the_older_backups(host):
+    assert converges(run_playbook("playbooks/backup.yml"))["failed"] == 0
+    files = backup_files(host)
+    assert host.run("docker stop demo-postgres-1").rc == 0
+    result = run_playbook("playbooks/backup.yml")
+    assert result.returncode != 0
+    assert "postgres" in result.output and "is not running" in result.output, result.output[-3000:]
+    assert backup_files(host) == files
+    converges(deploy())  # the plain run starts PostgreSQL again
+    assert converges(run_playbook("playbooks/backup.yml"))["failed"] == 0
+
+
+def test_backup_disk_full_fails_and_keeps_the_older_backups(host):
+    files = backup_files(host)
+    host.run_test("fallocate -l $(( $(df --output=avail -B1 /var/backups/demo | tail -n 1) - 4096 )) /var/backups/demo/filler")
+    try:
+        result = run_playbook("playbooks/backup.yml")
+        assert result.returncode != 0
+        assert "no space left" in result.output.lower(), result.output[-3000:]
+        # No partial file, nothing pruned.
+        assert backup_files(host).replace("filler\n", "") == files
+    finally:
+        host.run_test("rm -f /var/backups/demo/filler")
+    assert converges(run_playbook("playbooks/backup.yml"))["failed"] == 0
