@@ -195,7 +195,7 @@ def test_broken_update_reverts_by_itself_under_load(host):
     assert figures["failed"] == 0, figures
     assert served_version(host) == "v2"
     audit = [json.loads(line) for line in host.file(f"{APP_DIR}/audit.log").content_string.splitlines()]
-    start, end = audit[-2], audit[-1]
+    start, end = next(e for e in reversed(audit) if e.get("phase") == "start"), audit[-1]
     assert (start["action"], start["phase"], start["version"]) == ("update", "start", "broken"), audit[-3:]
     assert (end["action"], end["phase"], end["version"]) == ("update", "end", "broken"), audit[-3:]
     assert end["result"].startswith("reverted to ") and "did not become healthy" in end["reason"], end
