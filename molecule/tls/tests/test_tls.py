@@ -180,6 +180,30 @@ def test_failed_issuance_keeps_the_served_certificate_and_reports_certbot(host, 
     assert https(host, f"https://{DOMAIN}/", "--cacert", pebble_root)[:2] == (0, "200")
 
 
+def test_acme_server_down_at_renewal_keeps_the_served_certificate(host, pebble_root):
+    before = served(host)["serial"]
+    host.run_test("iptables -I OUTPUT -p tcp --dport 14000 -j REJECT")
+    try:
+        # The timer's renewal: certbot fails with its reason, Nginx keeps the certificate it has.
+        out = host.run("env %s certbot renew --force-renewal --cert-name demo --no-random-sleep-on-renew",
+                       certbot_env(host))
+        assert out.rc != 0
+        assert "Connection refused" in out.stdout + out.stderr, (out.stdout + out.stderr)[-2000:]
+        # A play that must issue (a name added) fails with certbot's words, before Nginx changes.
+        result = deploy("-e", json.dumps({"proxy_domains": [DOMAIN, "www.selfhost.test"]}))
+        assert result.returncode != 0
+        assert "certbot could not obtain a certificate" in result.output
+        assert "Connection refused" in result.output, result.output[-3000:]
+        assert served(host)["serial"] == before
+        assert https(host, f"https://{DOMAIN}/", "--cacert", pebble_root)[:2] == (0, "200")
+    finally:
+        host.run_test("iptables -D OUTPUT -p tcp --dport 14000 -j REJECT")
+    # The ACME server is back: a plain run converges and the certificate is unchanged.
+    result = deploy()
+    assert result.returncode == 0, result.output[-3000:]
+    assert served(host)["serial"] == before
+
+
 def test_adding_a_domain_expands_the_certificate(host, pebble_root):
     result = deploy("-e", json.dumps({"proxy_domains": [DOMAIN, "www.selfhost.test"]}))
     assert result.returncode == 0, result.output[-3000:]
