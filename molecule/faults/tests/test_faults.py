@@ -5,6 +5,7 @@ request, no item written before is lost, and a plain run afterwards converges.
 Tests run in file order; each leaves the host serving v1 with the inventory's values.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -49,6 +50,10 @@ def pg_accepts(host, password):
     return host.run("printf '%%s' %s | docker exec -i %s python3 -c %s", password, backend, check).rc == 0
 
 
+def no_failures(figures):
+    assert figures["failed"] == 0, json.dumps(figures)[:3000]
+
+
 def converges(result):
     assert result.returncode == 0, result.output[-3000:]
     return recap(result.output, HOST)
@@ -65,7 +70,7 @@ def test_db_and_redis_passwords_rotate_without_downtime(host, extra_vars):
         result = deploy(*extra_vars(**new))
         figures = load.stop()
     converges(result)
-    assert figures["failed"] == 0, figures
+    no_failures(figures)
     # Changed in the running servers: neither PostgreSQL nor Redis was recreated; the backend rolled.
     assert ids(host, "postgres") + ids(host, "redis") == data_ids
     assert ids(host, "backend") != backend
@@ -79,7 +84,7 @@ def test_db_and_redis_passwords_rotate_without_downtime(host, extra_vars):
         result = deploy()
         figures = load.stop()
     converges(result)
-    assert figures["failed"] == 0, figures
+    no_failures(figures)
     assert pg_accepts(host, old["vault_app_db_password"]) and redis_answers(host, old["vault_app_redis_password"])
     assert ids(host, "postgres") + ids(host, "redis") == data_ids
 
@@ -91,13 +96,13 @@ def test_app_secret_rotation_rolls_only_the_services_that_use_it(host, extra_var
         result = deploy(*extra_vars(faults_session_key="second-session-key-" + uuid.uuid4().hex))
         figures = load.stop()
     converges(result)
-    assert figures["failed"] == 0, figures
+    no_failures(figures)
     assert ids(host, "frontend") != frontend and ids(host, "backend") == backend
     with Load(LOAD_URL) as load:
         result = deploy()
         figures = load.stop()
     converges(result)
-    assert figures["failed"] == 0, figures
+    no_failures(figures)
 
 
 # -- the switch fails ---------------------------------------------------------------------------
@@ -117,7 +122,7 @@ def test_container_docker_refuses_is_removed_and_the_release_keeps_serving(host,
             assert sorted(now) == sorted(before), now
             assert all(c["state"] == "running" for c in now.values())
         figures = load.stop()
-    assert figures["failed"] == 0, figures
+    no_failures(figures)
     assert live_files(host) == files
     assert served_version(host) == "v1"
     assert converges(deploy())["changed"] == 0
@@ -131,7 +136,7 @@ def test_image_missing_from_the_registry_is_refused_before_any_change(host):
     assert result.returncode != 0
     assert "selfhost/demo-backend:v404" in result.output
     assert "Pull every image of the stack" in result.output
-    assert figures["failed"] == 0, figures
+    no_failures(figures)
     assert live_files(host) == files and served_version(host) == "v1"
 
 
@@ -147,7 +152,7 @@ def test_registry_down_is_refused_before_any_change(host):
         host.run_test("iptables -D OUTPUT -p tcp --dport 5000 -j REJECT")
     assert result.returncode != 0
     assert "Pull every image of the stack" in result.output and "connection refused" in result.output.lower()
-    assert figures["failed"] == 0, figures
+    no_failures(figures)
     assert live_files(host) == files and served_version(host) == "v1"
 
 
@@ -164,7 +169,7 @@ def test_full_disk_during_the_pull_is_refused_before_any_change(host):
         host.run_test("umount /var/lib/docker/tmp")
     assert result.returncode != 0
     assert "no space left on device" in result.output.lower(), result.output[-3000:]
-    assert figures["failed"] == 0, figures
+    no_failures(figures)
     assert live_files(host) == files and served_version(host) == "v1"
 
 
@@ -173,16 +178,18 @@ def test_full_disk_during_the_pull_is_refused_before_any_change(host):
 def test_edge_starts_without_backends_and_answers_503(host):
     app = " ".join(n for n, c in containers(host).items() if c["service"] in ("backend", "frontend"))
     assert host.run(f"docker stop {app} demo-nginx-1").rc == 0
-    # The edge starts although no upstream container runs, and says so plainly.
-    assert host.run("docker start demo-nginx-1").rc == 0
-    deadline = time.monotonic() + 30
-    while host.run("docker exec demo-nginx-1 /bin/sh /selfhost/probe http 80 /healthz").rc != 0:
-        assert time.monotonic() < deadline, "nginx did not start without its upstreams"
-        time.sleep(1)
-    out = host.check_output("curl -s -w '\\n%%{http_code}' http://127.0.0.1/api/items")
-    assert out.endswith("\n503") and "not available right now" in out, out
-    # Backends that come up later get traffic without a run (the edge re-resolves its pools).
-    assert host.run(f"docker start {app}").rc == 0
+    try:
+        # The edge starts although no upstream container runs, and says so plainly.
+        assert host.run("docker start demo-nginx-1").rc == 0
+        deadline = time.monotonic() + 30
+        while host.run("docker exec demo-nginx-1 /bin/sh /selfhost/probe http 80 /healthz").rc != 0:
+            assert time.monotonic() < deadline, "nginx did not start without its upstreams"
+            time.sleep(1)
+        out = host.check_output("curl -s -w '\\n%{http_code}' http://127.0.0.1/api/items")
+        assert out.endswith("\n503") and "not available right now" in out, out
+    finally:
+        # Backends that come up later get traffic without a run (the edge re-resolves its pools).
+        assert host.run(f"docker start {app} demo-nginx-1").rc == 0
     wait_healthy(host)
     deadline = time.monotonic() + 15
     while api(host, "GET", "/api/version")[0] != 200:
@@ -199,7 +206,7 @@ def test_nginx_stopped_by_hand_is_started_by_a_plain_run(host):
         result = deploy()
         figures = load.stop()
     assert converges(result)["changed"] == 0
-    assert figures["failed"] == 0, figures
+    no_failures(figures)
 
 
 # -- interrupted switches -----------------------------------------------------------------------
@@ -238,7 +245,7 @@ def test_controller_killed_during_the_switch(host):
         result = run_playbook("playbooks/update.yml", "-e", "app_version=v2", "-e", "app_lock_force=true")
         figures = load.stop()
     converges(result)
-    assert figures["failed"] == 0, figures
+    no_failures(figures)
     assert served_version(host) == "v2"
     assert not host.file(f"{APP_DIR}/.deploy.lock").exists
     assert len([c for c in containers(host).values() if c["service"] == "backend"]) == 1
@@ -261,7 +268,7 @@ def test_host_restarted_during_the_switch(host):
         result = run_playbook("playbooks/update.yml", "-e", "app_version=v1", "-e", "app_lock_force=true")
         figures = load.stop()
     converges(result)
-    assert figures["failed"] == 0, figures
+    no_failures(figures)
     assert served_version(host) == "v1"
 
 
