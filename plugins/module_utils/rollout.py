@@ -77,6 +77,16 @@ def out_of_date(containers, replicas, config_hash, image_id):
     return ""
 
 
+def leftovers(containers):
+    """Names of containers Docker created but never started (or left dead): they block `up`."""
+    return [c.name for c in containers if c.state in ("created", "dead")]
+
+
+def pool_members(containers):
+    """The containers a pool sends traffic to: the serving ones, else the running ones, else none."""
+    return [c.name for c in containers if c.serving] or [c.name for c in containers if c.state == "running"]
+
+
 def render_upstreams(pools):
     """Nginx upstream blocks. pools: list of (pool name, port, [container names])."""
     lines = ["# Managed by selfhost.stack: the containers Nginx sends traffic to, by name",

@@ -253,7 +253,7 @@ def main():
     changed = False
     rolled, stale, serving = {}, {}, {}
 
-    removed = [c.name for c in compose.containers() if c.state in ("created", "dead")]
+    removed = rollout.leftovers(compose.containers())
     if removed:
         changed = True
         if not module.check_mode:
@@ -316,8 +316,7 @@ def main():
                 containers = by_service.get(pool["service"], [])
                 if not containers:
                     continue  # not deployed yet: docker compose up creates them
-                names = ([c.name for c in containers if c.serving]
-                         or [c.name for c in containers if c.state == "running"])
+                names = rollout.pool_members(containers)
                 serving[pool["service"]] = names
             pools.append((pool["pool"], pool["port"], names))
         content = rollout.render_upstreams(pools)

@@ -70,3 +70,18 @@ def test_an_image_missing_on_the_host_means_out_of_date():
 
 def test_a_service_without_an_image_reference_is_judged_without_it():
     assert rollout.out_of_date([container("b-1", image_id="sha256:0")], 1, "h1", rollout.ANY_IMAGE) == ""
+
+
+def test_leftovers_are_the_containers_never_started_or_dead():
+    found = [rollout.Container("a-1", "running", "healthy"), rollout.Container("a-2", "created", None),
+             rollout.Container("a-3", "exited", None), rollout.Container("a-4", "dead", None)]
+    assert rollout.leftovers(found) == ["a-2", "a-4"]
+
+
+def test_pool_members_prefer_serving_then_running_containers():
+    healthy = rollout.Container("b-1", "running", "healthy")
+    starting = rollout.Container("b-2", "running", "starting")
+    stopped = rollout.Container("b-3", "exited", None)
+    assert rollout.pool_members([healthy, starting, stopped]) == ["b-1"]
+    assert rollout.pool_members([starting, stopped]) == ["b-2"]
+    assert rollout.pool_members([stopped]) == []
