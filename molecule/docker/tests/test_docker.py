@@ -94,6 +94,14 @@ def start_web_probe(host, *docker_args):
     pytest.fail(f"the probe container did not answer on {address}:8000 from the test host")
 
 
+def process_names(host):
+    return host.check_output("cat /proc/[0-9]*/comm 2>/dev/null || true").split()
+
+
+def started_at(host, name):
+    return host.check_output(f"docker inspect -f '{{{{.State.StartedAt}}}}' {name}")
+
+
 def run_in_probe(host, command, *docker_args):
     """A one-off probe container's command (default bridge unless docker_args say otherwise)."""
     return host.run(f"docker run --rm --name {PROBE_NAME}-client {' '.join(docker_args)} {PROBE_IMAGE} sh -c '{command}'")
@@ -217,11 +225,38 @@ def test_published_port_answers_without_docker_proxy(host):
         with urllib.request.urlopen(f"http://{address}:8081/", timeout=5) as response:
             assert response.status == 200
         # With the userland proxy, dockerd would run one docker-proxy per published port and address family.
-        commands = host.check_output("cat /proc/[0-9]*/comm 2>/dev/null || true").split()
+        commands = process_names(host)
         assert "dockerd" in commands
         assert "docker-proxy" not in commands
     finally:
         remove_probes(host)
+
+
+def test_upgrade_keeps_running_containers_and_their_ports(host):
+    # A host the role configured before these defaults (Docker's own no-new-privileges, userland-proxy
+    # and icc), with a container publishing a port, gets the new daemon.json: Docker restarts once.
+    docker_defaults = '{"selfhost_docker_extra_options": {"no-new-privileges": null, "userland-proxy": null, "icc": null}}'
+    remove_probes(host)
+    converged = False
+    try:
+        converge("--extra-vars", docker_defaults)
+        assert "userland-proxy" not in daemon_json(host)
+        start_web_probe(host, "-p 8082:8000")
+        assert "docker-proxy" in process_names(host)  # the control: the old way, a proxy process per port
+        started = started_at(host, PROBE_NAME)
+
+        converge()
+        converged = True
+        # live-restore: the container was not restarted, and its port now answers through iptables alone.
+        assert started_at(host, PROBE_NAME) == started
+        host.check_output("curl -fsS -o /dev/null --max-time 5 http://127.0.0.1:8082/")
+        assert "docker-proxy" not in process_names(host)
+        # no_new_privs is set when a container starts: this one keeps running without it until recreated.
+        assert host.check_output(f"docker exec {PROBE_NAME} grep NoNewPrivs /proc/1/status").split() == ["NoNewPrivs:", "0"]
+    finally:
+        remove_probes(host)
+        if not converged:
+            converge()
 
 
 def test_check_mode_rerun_reports_no_change(host):
