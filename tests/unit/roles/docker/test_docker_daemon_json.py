@@ -25,7 +25,14 @@ PLAYBOOK = (
 """
 )
 
-DEFAULTS = {"log-driver": "local", "log-opts": {"max-size": "10m", "max-file": "5"}, "live-restore": True}
+DEFAULTS = {
+    "log-driver": "local",
+    "log-opts": {"max-size": "10m", "max-file": "5"},
+    "live-restore": True,
+    "no-new-privileges": True,
+    "userland-proxy": False,
+    "icc": False,
+}
 CASES = {
     "defaults": ({}, DEFAULTS),
     "added-options": (
@@ -34,9 +41,12 @@ CASES = {
     ),
     # A top-level key replaces the default one whole; null removes a default.
     "replaced-and-removed": (
-        {"log-driver": "journald", "log-opts": None, "live-restore": False},
-        {"log-driver": "journald", "live-restore": False},
+        {"log-driver": "journald", "log-opts": None, "live-restore": False, "icc": None},
+        {"log-driver": "journald", "live-restore": False, "no-new-privileges": True, "userland-proxy": False},
     ),
+    # A swarm node (README "Swarm nodes"): live-restore off, off or left out; the rest of the defaults stay.
+    "swarm-node-false": ({"live-restore": False}, {**DEFAULTS, "live-restore": False}),
+    "swarm-node-null": ({"live-restore": None}, {k: v for k, v in DEFAULTS.items() if k != "live-restore"}),
     "partial-log-opts": (
         {"log-opts": {"max-size": "50m"}},
         {**DEFAULTS, "log-opts": {"max-size": "50m"}},
