@@ -25,8 +25,8 @@ description:
     again after restoring the previous files removes the failed containers.
   - Services with no container at all are left to C(docker compose up).
   - Containers of the project that Docker created but never started (a refused option, an
-    earlier run that was killed) are removed first: they would block every later C(up).
-  - A pool whose service has no serving container names its running containers, or none: the
+    earlier run that was killed) are removed first, as they would block every later C(up).
+  - A pool whose service has no serving container names its running containers, or none, and the
     edge then answers 503 for it (see the role's C(nginx-start)). Nginx is reloaded only while it
     runs; a stopped Nginx is in RV(pending), so the following C(up) starts it.
   - With O(roll) empty it only makes the upstream pools name the serving containers.
