@@ -102,9 +102,12 @@ def test_testssl_finds_nothing_the_proxy_readme_does_not_explain(host):
            "--add-ca", str(work / "pebble-root.pem"), "--jsonfile", str(report),
            "--ip", host_address(), "-p", "-s", "-f", "-P", "-S", "-h", "-U", f"https://{DOMAIN}:443"]
     scan = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-    assert scan.returncode == 0, scan.stdout[-3000:] + scan.stderr[-2000:]
+    # testssl 3.0.8 exits with the sum of its checks' return codes, not a verdict (0 and 1 seen
+    # against the same server); 242 and above are its own errors (command line, connection, openssl).
+    assert scan.returncode < 242, scan.stdout[-3000:] + scan.stderr[-2000:]
     findings = json.loads(report.read_text())
     by_id = {f["id"]: f for f in findings}
+    assert "scanTime" in by_id, scan.stdout[-3000:]  # written when the scan finished
     # The scan reached the server and ran every section asked for.
     for finding_id in ("TLS1_3", "cipher_order", "cert_chain_of_trust", "HSTS_time", "X-Content-Type-Options",
                        "heartbleed", "BREACH"):
