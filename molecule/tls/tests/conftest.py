@@ -29,11 +29,25 @@ def pebble(*command):
                           capture_output=True, text=True, check=True, timeout=60).stdout
 
 
+def pebble_root_pem():
+    """Pebble's root for the certificates it issues (PEM)."""
+    root = pebble("curl", "-fsS", "--cacert", "/etc/pebble/tls/ca.pem", "https://127.0.0.1:15000/roots/0")
+    assert "BEGIN CERTIFICATE" in root
+    return root
+
+
+def host_address(name=HOST):
+    """The test host's address on the test network, which this machine reaches directly."""
+    network = os.environ["SELFHOST_NETWORK"]
+    return subprocess.run(
+        ["docker", "inspect", "--format", '{{(index .NetworkSettings.Networks "%s").IPAddress}}' % network, name],
+        capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+
+
 @pytest.fixture(scope="session")
 def pebble_root():
     """Pebble's root for the certificates it issues, installed on the test host for curl."""
-    root = pebble("curl", "-fsS", "--cacert", "/etc/pebble/tls/ca.pem", "https://127.0.0.1:15000/roots/0")
-    assert "BEGIN CERTIFICATE" in root
+    root = pebble_root_pem()
     subprocess.run(["docker", "exec", "-i", HOST, "sh", "-c", "cat > " + ROOT_PEM],
                    input=root, text=True, check=True, timeout=60)
     return ROOT_PEM
