@@ -57,3 +57,17 @@ def test_a_pool_left_empty_gets_a_server_marked_down(rendered):
 def test_without_a_pools_file_only_the_header_is_written(tmp_path):
     out = render(tmp_path / "none")
     assert out.startswith("# Written by /selfhost/nginx-start") and "upstream" not in out
+
+
+def test_a_lookup_that_fails_keeps_the_address_the_live_pools_have(tmp_path, monkeypatch):
+    pools = tmp_path / "upstreams.pools"
+    pools.write_text("upstream backend_pool {\n    server gone-for-a-moment.invalid:8000 max_fails=0;\n}\n")
+    live = tmp_path / "live"
+    live.mkdir()
+    (live / "upstreams.conf").write_text(
+        "upstream backend_pool {\n    server 10.9.8.7:8000 max_fails=0; # gone-for-a-moment.invalid\n}\n")
+    env = {"SELFHOST_NGINX_POOLS": str(pools), "SELFHOST_NGINX_LIVE_DIR": str(live), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(["sh", str(SCRIPT), "--render"], env=env, capture_output=True, text=True, check=True,
+                         timeout=30).stdout
+    assert "    server 10.9.8.7:8000 max_fails=0; # gone-for-a-moment.invalid" in out.splitlines()
+    assert "down;" not in out
