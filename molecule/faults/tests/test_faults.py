@@ -126,49 +126,46 @@ def test_container_docker_refuses_is_removed_and_the_release_keeps_serving(host,
     assert converges(deploy())["changed"] == 0
 
 
-def test_image_missing_from_the_registry_is_refused_before_any_change(host):
+def refused_before_any_change(host, version, fault=None, repair=None):
+    """deploy.yml of `version` under load while `fault` (a command on the host) holds, until
+    `repair`: the run fails, no request does, and the host's files and version stay as they were.
+    Returns the run's output."""
     files = live_files(host)
-    with Load(LOAD_URL) as load:
-        result = deploy("-e", "app_version=v404")
-        figures = load.stop()
+    if fault:
+        host.run_test(fault)
+    try:
+        with Load(LOAD_URL) as load:
+            result = deploy("-e", "app_version=" + version)
+            figures = load.stop()
+    finally:
+        if repair:
+            host.run_test(repair)
     assert result.returncode != 0
-    assert "selfhost/demo-backend:v404" in result.output
-    assert "Pull every image of the stack" in result.output
     no_failures(figures)
     assert live_files(host) == files and served_version(host) == "v1"
+    return result.output
+
+
+def test_image_missing_from_the_registry_is_refused_before_any_change(host):
+    output = refused_before_any_change(host, "v404")
+    assert "selfhost/demo-backend:v404" in output
+    assert "Pull every image of the stack" in output
 
 
 def test_registry_down_is_refused_before_any_change(host):
-    files = live_files(host)
     assert host.run("docker image inspect selfhost-registry:5000/selfhost/demo-backend:v2").rc != 0
-    host.run_test("iptables -I OUTPUT -p tcp --dport 5000 -j REJECT")
-    try:
-        with Load(LOAD_URL) as load:
-            result = deploy("-e", "app_version=v2")
-            figures = load.stop()
-    finally:
-        host.run_test("iptables -D OUTPUT -p tcp --dport 5000 -j REJECT")
-    assert result.returncode != 0
-    assert "Pull every image of the stack" in result.output and "connection refused" in result.output.lower()
-    no_failures(figures)
-    assert live_files(host) == files and served_version(host) == "v1"
+    output = refused_before_any_change(host, "v2", "iptables -I OUTPUT -p tcp --dport 5000 -j REJECT",
+                                       "iptables -D OUTPUT -p tcp --dport 5000 -j REJECT")
+    assert "Pull every image of the stack" in output and "connection refused" in output.lower()
 
 
 def test_full_disk_during_the_pull_is_refused_before_any_change(host):
-    files = live_files(host)
     # Docker downloads layers to /var/lib/docker/tmp: 4 KiB there is a full disk for the pull
     # without filling this machine's disk.
-    host.run_test("mkdir -p /var/lib/docker/tmp && mount -t tmpfs -o size=4k tmpfs /var/lib/docker/tmp")
-    try:
-        with Load(LOAD_URL) as load:
-            result = deploy("-e", "app_version=v2")
-            figures = load.stop()
-    finally:
-        host.run_test("umount /var/lib/docker/tmp")
-    assert result.returncode != 0
-    assert "no space left on device" in result.output.lower(), result.output[-3000:]
-    no_failures(figures)
-    assert live_files(host) == files and served_version(host) == "v1"
+    output = refused_before_any_change(
+        host, "v2", "mkdir -p /var/lib/docker/tmp && mount -t tmpfs -o size=4k tmpfs /var/lib/docker/tmp",
+        "umount /var/lib/docker/tmp")
+    assert "no space left on device" in output.lower(), output[-3000:]
 
 
 # -- the edge -----------------------------------------------------------------------------------
