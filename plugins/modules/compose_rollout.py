@@ -253,7 +253,8 @@ def main():
     changed = False
     rolled, stale, serving = {}, {}, {}
 
-    removed = rollout.leftovers(compose.containers())
+    found = compose.containers()
+    removed = rollout.leftovers(found)
     if removed:
         changed = True
         if not module.check_mode:
@@ -263,7 +264,7 @@ def main():
     # and one inspect of every container: cheap enough for every deploy, unchanged ones included).
     hashes = compose.config_hashes()
     by_service = {}
-    for c in compose.containers():
+    for c in found:
         if c.name not in removed:
             by_service.setdefault(c.service, []).append(c)
     outdated = {}
