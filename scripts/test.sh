@@ -2,6 +2,9 @@
 # The whole test suite. Usage: scripts/test.sh [STEP ...]
 #   steps: yamllint ansible-lint build sanity unit molecule molecule:<scenario>  (default: all)
 # Each step runs even when an earlier one failed; the last line says how many passed and failed.
+# The whole suite runs in two lanes, each step's output printed when it ends; named steps run
+# one after the other with their output live (SELFHOST_TEST_LANES=1 or 2 chooses). Logs stay in
+# .cache/test-logs/<suite id>/; a step is stopped after SELFHOST_TEST_STEP_TIMEOUT seconds.
 source "$(dirname "$0")/lib.sh"
 
 "$SELFHOST_ROOT/scripts/setup.sh"
@@ -10,15 +13,16 @@ source "$SELFHOST_ROOT/.harness.env"
 activate_venv
 cd "$SELFHOST_ROOT"
 
-# Test hosts carry this run's id, so a run removes its own hosts and nobody else's.
-SELFHOST_RUN_ID=${SELFHOST_RUN_ID:-$$-$(date +%s)}
-export SELFHOST_RUN_ID
+# Test hosts carry their step's run id ("<suite id>-<step>"), so a step removes its own hosts
+# and nobody else's, and the suite removes what any of its steps left.
+SELFHOST_SUITE_ID=${SELFHOST_RUN_ID:-$$-$(date +%s)}
 remove_test_hosts() {
-  local ids
-  ids=$(docker ps -aq --filter label=selfhost.test=1 --filter "label=selfhost.run=$SELFHOST_RUN_ID")
+  local run=$1 ids
+  ids=$(docker ps -a --filter label=selfhost.test=1 --format '{{.ID}} {{.Label "selfhost.run"}}' |
+    awk -v run="$run" '$2 == run || index($2, run "-") == 1 { print $1 }')
   [[ -z $ids ]] || docker rm -fv $ids >/dev/null 2>&1 || true
 }
-trap remove_test_hosts EXIT
+trap 'remove_test_hosts "$SELFHOST_SUITE_ID"' EXIT
 
 scenarios() {
   local f
@@ -53,8 +57,15 @@ step_sanity() {
 }
 step_unit() { python -m pytest -p no:cacheprovider tests/unit; }
 step_molecule() { molecule test -s "$1"; }
+export -f step_yamllint step_ansible_lint step_build step_sanity step_unit step_molecule
+
+# Scenarios whose tests put the load generator on their hosts: the timing-sensitive lane.
+uses_load() { grep -qs 'Load(' molecule/"$1"/tests/*.py; }
 
 requested=("$@")
+lanes=${SELFHOST_TEST_LANES:-$( ((${#requested[@]})) && echo 1 || echo 2)}
+[[ $lanes == 1 || $lanes == 2 ]] || die "SELFHOST_TEST_LANES must be 1 or 2, not '$lanes'"
+parallel=$((lanes == 2))
 if ((${#requested[@]} == 0)); then
   requested=(yamllint ansible-lint build)
   has_plugins && requested+=(sanity)
@@ -62,29 +73,98 @@ if ((${#requested[@]} == 0)); then
   requested+=(molecule)
 fi
 
-passed=0 failed=0 summary=()
-run_step() {
-  local name=$1 start rc
+# Each step writes its output to a log; the suite prints a step's log whole when it ends (two
+# lanes never interleave) and the tails of failed steps again at the very end.
+SELFHOST_TEST_LOGS=${SELFHOST_TEST_LOGS:-$SELFHOST_ROOT/.cache/test-logs/$SELFHOST_SUITE_ID}
+SELFHOST_TEST_STEP_TIMEOUT=${SELFHOST_TEST_STEP_TIMEOUT:-2700}
+mkdir -p "$SELFHOST_TEST_LOGS"
+results=$SELFHOST_TEST_LOGS/results
+: >"$results"
+
+# A step that hangs is stopped, so the suite still ends and says which step it was.
+step_in_time() {
+  local name=$1
   shift
-  log "step: $name"
-  start=$SECONDS
-  "$@"
-  rc=$?
-  if ((rc == 0)); then passed=$((passed + 1)); else failed=$((failed + 1)); fi
-  summary+=("$(printf '%-28s %-4s %4ss' "$name" "$([[ $rc == 0 ]] && echo ok || echo FAIL)" $((SECONDS - start)))")
-  remove_test_hosts
+  SELFHOST_RUN_ID="$SELFHOST_SUITE_ID-${name//[:\/]/-}" timeout --kill-after=60 "$SELFHOST_TEST_STEP_TIMEOUT" \
+    bash -c '"$@"' "$name" "$@"
 }
 
-set +e
+run_step() {
+  local name=$1 start rc logfile
+  shift
+  logfile=$SELFHOST_TEST_LOGS/${name//[:\/]/_}.log
+  log "step: $name (started at $(date +%T))"
+  start=$SECONDS
+  if ((parallel)); then
+    step_in_time "$name" "$@" >"$logfile" 2>&1
+    rc=$?
+  else
+    step_in_time "$name" "$@" 2>&1 | tee "$logfile"
+    rc=${PIPESTATUS[0]}
+  fi
+  ((rc == 124)) && echo "step $name stopped after ${SELFHOST_TEST_STEP_TIMEOUT}s (SELFHOST_TEST_STEP_TIMEOUT)" >>"$logfile"
+  remove_test_hosts "$SELFHOST_SUITE_ID-${name//[:\/]/-}"
+  {
+    flock 9
+    ((parallel)) && cat "$logfile"
+    log "step: $name $([[ $rc == 0 ]] && echo ok || echo "FAILED (rc $rc)") in $((SECONDS - start))s"
+  } 9>"$SELFHOST_TEST_LOGS/.print" 2>&1
+  printf '%-28s %-4s %5ss\n' "$name" "$([[ $rc == 0 ]] && echo ok || echo FAIL)" $((SECONDS - start)) >>"$results"
+  ((rc == 0)) || echo "$name $logfile" >>"$SELFHOST_TEST_LOGS/failed"
+}
+
+# The steps of one lane, in order; each runs even when an earlier one failed.
+run_lane() {
+  local step
+  for step in "$@"; do
+    case $step in
+      molecule:*) run_step "$step" step_molecule "${step#molecule:}" ;;
+      *) run_step "$step" "step_${step//-/_}" ;;
+    esac
+  done
+}
+
+expanded=()
 for step in "${requested[@]}"; do
   case $step in
-    molecule) for s in $(scenarios); do run_step "molecule:$s" step_molecule "$s"; done ;;
-    molecule:*) run_step "$step" step_molecule "${step#molecule:}" ;;
-    yamllint | ansible-lint | build | sanity | unit) run_step "$step" "step_${step//-/_}" ;;
+    molecule) for s in $(scenarios); do expanded+=("molecule:$s"); done ;;
+    molecule:*) [[ -f molecule/${step#molecule:}/molecule.yml ]] || die "no scenario '${step#molecule:}'"
+      expanded+=("$step") ;;
+    yamllint | ansible-lint | build | sanity | unit) expanded+=("$step") ;;
     *) die "unknown step '$step' (yamllint ansible-lint build sanity unit molecule molecule:<scenario>)" ;;
   esac
 done
 
-printf '\n%s\n' "${summary[@]}"
-echo "suite: $passed passed, $failed failed"
+set +e
+suite_start=$SECONDS
+if ((parallel)); then
+  # The whole suite in two lanes on a two-core machine: the scenarios under load, one after
+  # the other at normal priority, and beside them everything else at a lower one, so the other
+  # lane's controller never takes the CPU a load test's switch needs.
+  loaded=() others=()
+  for step in "${expanded[@]}"; do
+    if [[ $step == molecule:* ]] && uses_load "${step#molecule:}"; then loaded+=("$step"); else others+=("$step"); fi
+  done
+  log "lane 1 (under load): ${loaded[*]}"
+  log "lane 2 (nice 10): ${others[*]}"
+  run_lane "${loaded[@]}" &
+  lane1=$!
+  (renice -n 10 -p "$BASHPID" >/dev/null && run_lane "${others[@]}") &
+  lane2=$!
+  wait "$lane1" "$lane2"
+else
+  run_lane "${expanded[@]}"
+fi
+
+printf '\n'
+cat "$results"
+if [[ -s $SELFHOST_TEST_LOGS/failed ]]; then
+  while read -r name logfile; do
+    printf '\n==> the end of the failed step %s (whole log above and in %s)\n' "$name" "$logfile"
+    tail -n 80 "$logfile"
+  done <"$SELFHOST_TEST_LOGS/failed"
+fi
+passed=$(grep -c ' ok ' "$results")
+failed=$(grep -c ' FAIL ' "$results")
+echo "suite: $passed passed, $failed failed in $((SECONDS - suite_start))s"
 ((failed == 0))

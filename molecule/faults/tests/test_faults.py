@@ -61,23 +61,33 @@ def converges(result):
 
 # -- secrets ------------------------------------------------------------------------------------
 
-def test_db_and_redis_passwords_rotate_without_downtime(host, extra_vars):
+def test_passwords_and_an_app_secret_rotate_without_downtime(host, extra_vars):
     old = vault_values(VAULT_FILE)
     new = {"app_db_password": "rotated-db-" + uuid.uuid4().hex, "app_redis_password": "rotated-redis-" + uuid.uuid4().hex}
     data_ids = ids(host, "postgres") + ids(host, "redis")
-    backend = ids(host, "backend")
+    backend, frontend = ids(host, "backend"), ids(host, "frontend")
+    # The database's and Redis's passwords: changed in the running servers, neither is
+    # recreated, the backend (which uses both) rolls.
     with Load(LOAD_URL) as load:
         result = deploy(*extra_vars(**new))
         figures = load.stop()
     converges(result)
     no_failures(figures)
-    # Changed in the running servers: neither PostgreSQL nor Redis was recreated; the backend rolled.
     assert ids(host, "postgres") + ids(host, "redis") == data_ids
     assert ids(host, "backend") != backend
     assert pg_accepts(host, new["app_db_password"]) and not pg_accepts(host, old["vault_app_db_password"])
     assert redis_answers(host, new["app_redis_password"])
     assert not redis_answers(host, old["vault_app_redis_password"])  # the old one is retired
-    # And back to the inventory's values, under load too.
+    # An app secret only the frontend reads: the frontend rolls, nothing else.
+    backend, frontend = ids(host, "backend"), ids(host, "frontend")
+    with Load(LOAD_URL) as load:
+        result = deploy(*extra_vars(**new, faults_session_key="second-session-key-" + uuid.uuid4().hex))
+        figures = load.stop()
+    converges(result)
+    no_failures(figures)
+    assert ids(host, "frontend") != frontend and ids(host, "backend") == backend
+    assert ids(host, "postgres") + ids(host, "redis") == data_ids
+    # And all three back to the inventory's values, under load too.
     with Load(LOAD_URL) as load:
         result = deploy()
         figures = load.stop()
@@ -85,22 +95,6 @@ def test_db_and_redis_passwords_rotate_without_downtime(host, extra_vars):
     no_failures(figures)
     assert pg_accepts(host, old["vault_app_db_password"]) and redis_answers(host, old["vault_app_redis_password"])
     assert ids(host, "postgres") + ids(host, "redis") == data_ids
-
-
-def test_app_secret_rotation_rolls_only_the_services_that_use_it(host, extra_vars):
-    backend = ids(host, "backend")
-    frontend = ids(host, "frontend")
-    with Load(LOAD_URL) as load:
-        result = deploy(*extra_vars(faults_session_key="second-session-key-" + uuid.uuid4().hex))
-        figures = load.stop()
-    converges(result)
-    no_failures(figures)
-    assert ids(host, "frontend") != frontend and ids(host, "backend") == backend
-    with Load(LOAD_URL) as load:
-        result = deploy()
-        figures = load.stop()
-    converges(result)
-    no_failures(figures)
 
 
 # -- the switch fails ---------------------------------------------------------------------------
@@ -192,13 +186,6 @@ def test_edge_starts_without_backends_and_answers_503(host):
         time.sleep(1)
 
 
-def test_nginx_stopped_by_hand_is_started_by_a_plain_run(host):
-    assert host.run("docker stop demo-nginx-1").rc == 0
-    converges(deploy())
-    assert containers(host)["demo-nginx-1"]["state"] == "running"
-    assert api(host, "GET", "/api/version")[0] == 200
-
-
 # -- interrupted switches -----------------------------------------------------------------------
 
 def start_update(version):
@@ -268,7 +255,7 @@ def backup_files(host):
     return host.check_output("cd /var/backups/demo && ls -1 && sha256sum *.dump")
 
 
-def test_backup_with_postgres_stopped_fails_and_keeps_the_older_backups(host):
+def test_backup_with_postgres_stopped_fails_and_a_plain_run_starts_what_was_stopped(host):
     assert converges(run_playbook("playbooks/backup.yml"))["failed"] == 0
     files = backup_files(host)
     assert host.run("docker stop demo-postgres-1").rc == 0
@@ -276,7 +263,12 @@ def test_backup_with_postgres_stopped_fails_and_keeps_the_older_backups(host):
     assert result.returncode != 0
     assert "postgres" in result.output and "is not running" in result.output, result.output[-3000:]
     assert backup_files(host) == files
-    converges(deploy())  # the plain run starts PostgreSQL again
+    # Nginx stopped by hand too: the plain run starts both again.
+    assert host.run("docker stop demo-nginx-1").rc == 0
+    converges(deploy())
+    assert {n: c["state"] for n, c in containers(host).items() if n in ("demo-nginx-1", "demo-postgres-1")} == {
+        "demo-nginx-1": "running", "demo-postgres-1": "running"}
+    assert api(host, "GET", "/api/version")[0] == 200
     assert converges(run_playbook("playbooks/backup.yml"))["failed"] == 0
 
 

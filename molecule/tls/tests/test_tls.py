@@ -92,26 +92,38 @@ def is_bad_finding(finding):
             or TESTSSL_BAD_WORDS.search(text) is not None or "VULNERABLE" in text)
 
 
-def test_testssl_finds_nothing_the_proxy_readme_does_not_explain(host):
-    """One full testssl.sh scan of the HTTPS edge from this machine, as an auditor would run it."""
-    work = Path(tempfile.mkdtemp(prefix="selfhost-testssl-"))
-    (work / "pebble-root.pem").write_text(pebble_root_pem())
+def testssl_scan(work):
+    """testssl.sh's findings of one full scan of the HTTPS edge, and its output for messages."""
     report = work / "testssl.json"
+    report.unlink(missing_ok=True)
     cmd = ["testssl", "--quiet", "--color", "0", "--warnings", "batch", "--nodns", "none",
            "--connect-timeout", "10", "--openssl-timeout", "10",
            "--add-ca", str(work / "pebble-root.pem"), "--jsonfile", str(report),
            "--ip", host_address(), "-p", "-s", "-f", "-P", "-S", "-h", "-U", f"https://{DOMAIN}:443"]
     scan = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    output = scan.stdout[-3000:] + scan.stderr[-2000:]
     # testssl 3.0.8 exits with the sum of its checks' return codes, not a verdict (0 and 1 seen
     # against the same server); 242 and above are its own errors (command line, connection, openssl).
-    assert scan.returncode < 242, scan.stdout[-3000:] + scan.stderr[-2000:]
+    assert scan.returncode < 242, output
     findings = json.loads(report.read_text())
+    assert "scanTime" in {f["id"] for f in findings}, output  # written when the scan finished
+    return findings, output
+
+
+def test_testssl_finds_nothing_the_proxy_readme_does_not_explain(host):
+    """One full testssl.sh scan of the HTTPS edge from this machine, as an auditor would run it."""
+    work = Path(tempfile.mkdtemp(prefix="selfhost-testssl-"))
+    (work / "pebble-root.pem").write_text(pebble_root_pem())
+    findings, output = testssl_scan(work)
+    # WARN is testssl's word for a check it could not finish (a timeout, a lost connection): about
+    # the scan, not the server. One more scan then; a WARN that stays fails below like any finding.
+    if any(f["severity"] == "WARN" for f in findings):
+        findings, output = testssl_scan(work)
     by_id = {f["id"]: f for f in findings}
-    assert "scanTime" in by_id, scan.stdout[-3000:]  # written when the scan finished
     # The scan reached the server and ran every section asked for.
     for finding_id in ("TLS1_3", "cipher_order", "cert_chain_of_trust", "HSTS_time", "X-Content-Type-Options",
                        "heartbleed", "BREACH"):
-        assert finding_id in by_id, (finding_id, scan.stdout[-3000:])
+        assert finding_id in by_id, (finding_id, output)
     assert by_id["cert_chain_of_trust"]["severity"] == "OK", by_id["cert_chain_of_trust"]  # fullchain served
     bad = [f for f in findings if is_bad_finding(f) and f["id"] not in TESTSSL_SCANNER_NOTES]
     explained = explained_testssl_findings()
