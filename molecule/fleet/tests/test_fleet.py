@@ -1,17 +1,24 @@
-"""A fleet behind a load balancer: rolling update, automatic revert, rollback, all under a
-bounded load through the load balancer with zero failed requests.
+"""A fleet behind HAProxy with a certificate from Pebble: HTTPS, forwarded headers, rolling
+update, automatic revert, rollback, a killed app host, renewals and bad configurations, all
+under a bounded HTTPS load through the load balancer with zero failed requests.
 
 Tests run in file order; each builds on the state the previous one left.
 """
 
 import json
+import subprocess
+import time
 import uuid
 
-from conftest import APP1, APP2, DB, LB
-from testlib import Load, api, recap, run_playbook
+import pytest
 
-LOAD_URL = "http://127.0.0.1:18080/api/items"
+from conftest import (APP1, APP2, DB, DOMAIN, LB, LB_CURL, ROOT_PEM, haproxy, haproxy_process, https_load, lb_api,
+                      server_states)
+from testlib import LbWatch, api, recap, run_playbook, window
+
 WRITTEN = []
+# Latency through the load balancer may grow to this multiple of the steady state's p99.
+P99_LIMIT = 2.0
 
 
 def version_of(host):
@@ -22,17 +29,121 @@ def services(host):
     return sorted(host.check_output("docker ps --format '{{.Label \"com.docker.compose.service\"}}'").split())
 
 
+def deploy(*args):
+    return run_playbook("playbooks/deploy.yml", *args)
+
+
+def served_serial(host):
+    pem = host.check_output("timeout 10 openssl s_client -connect 127.0.0.1:443 -servername %s </dev/null 2>/dev/null"
+                            " | openssl x509 -noout -serial -issuer -ext subjectAltName", DOMAIN)
+    return pem
+
+
+@pytest.fixture(scope="module")
+def steady(pebble_root):
+    """Figures of 10 s of HTTPS load through the load balancer while nothing changes."""
+    with https_load(pebble_root, settle=0) as load:
+        time.sleep(10)
+        figures = load.stop()
+    assert figures["failed"] == 0, figures
+    return figures
+
+
 def test_topology(hosts):
     assert services(hosts[APP1]) == services(hosts[APP2]) == ["backend", "frontend", "nginx"]
     assert services(hosts[DB]) == ["postgres", "redis"]
-    assert services(hosts[LB]) == ["nginx"]
-    assert hosts[LB].check_output("curl -fsS http://127.0.0.1/api/health").count('"ok"') >= 1
+    # The load balancer is HAProxy on the host: no container.
+    assert services(hosts[LB]) == []
+    assert hosts[LB].service("haproxy").is_running and hosts[LB].service("haproxy").is_enabled
+    states = server_states(hosts[LB])
+    assert sorted(states) == [APP1, APP2] and all(s == (2, 0) for s in states.values()), states
+
+
+def test_certificate_from_pebble_verifies_for_clients(hosts, pebble_root):
+    cert = served_serial(hosts[LB])
+    assert "Pebble" in cert and f"DNS:{DOMAIN}" in cert, cert  # not the self-signed placeholder
+    lineage = hosts[LB].check_output("openssl x509 -in /etc/letsencrypt/live/demo-lb/cert.pem -noout -serial")
+    assert lineage in cert
+    # A client on the private network (the db host) verifies the chain against Pebble's root.
+    curl = ("curl -sS -o /dev/null -w '%%{http_code} %%{ssl_verify_result} %%{http_version}' --max-time 15 "
+            f"--connect-to {DOMAIN}:443:{LB}:443 %s https://{DOMAIN}/api/health")
+    assert hosts[DB].check_output(curl, f"--cacert {ROOT_PEM}") == "200 0 2"
+    assert hosts[DB].run(curl, "").rc == 60  # without the root: not trusted
+
+
+def test_http_redirects_to_https_with_hsts_and_old_tls_is_refused(hosts):
+    out = hosts[DB].check_output(f"curl -sS -o /dev/null -w '%{{http_code}} %{{redirect_url}}' -H 'Host: {DOMAIN}' "
+                                 f"'http://{LB}/some/page?q=1'")
+    assert out == f"301 https://{DOMAIN}/some/page?q=1"
+    # ACME challenges are not redirected (certbot answers them while it runs; now nobody does).
+    challenge = hosts[DB].check_output(f"curl -sS -o /dev/null -w '%{{http_code}}' -H 'Host: {DOMAIN}' "
+                                       f"http://{LB}/.well-known/acme-challenge/unknown-token")
+    assert challenge != "301"
+    headers = hosts[LB].check_output(f"curl -sS -D - -o /dev/null {LB_CURL} https://{DOMAIN}/").lower()
+    assert headers.startswith("http/2 200")
+    assert "strict-transport-security: max-age=300" in headers
+    # SECLEVEL=0 lets this client offer the old versions, so a refusal comes from HAProxy.
+    probe = ("echo | timeout 10 openssl s_client -connect 127.0.0.1:443 -servername %s %s "
+             "-cipher 'DEFAULT:@SECLEVEL=0' 2>&1")
+    for version in ("-tls1", "-tls1_1"):
+        out = hosts[LB].run(probe, DOMAIN, version)
+        assert out.rc != 0 and "alert protocol version" in out.stdout, (version, out.stdout[-800:])
+    for version, name in (("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")):
+        out = hosts[LB].run(probe, DOMAIN, version)
+        assert out.rc == 0 and f"Protocol: {name}" in out.stdout, (version, out.stdout[-800:])
+
+
+SNIFF = r"""
+import socket, sys, time
+marker, end = sys.argv[1].encode(), time.monotonic() + float(sys.argv[2])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(3))
+s.settimeout(0.5)
+seen = set()
+while time.monotonic() < end:
+    try:
+        frame = s.recv(65535)
+    except socket.timeout:
+        continue
+    at = frame.find(b"GET /api/items?probe=" + marker)
+    if at >= 0 and frame[at:] not in seen:
+        seen.add(frame[at:])
+        print(frame[at:frame.find(b"\r\n\r\n", at)].decode("latin-1").replace("\r\n", " | "), flush=True)
+"""
+
+
+def test_app_sees_the_client_address_and_the_scheme(hosts):
+    """What reaches the backend container on an app host, read off the wire there: the client
+    (the db host) and https, passed on by HAProxy and believed by the app host's Nginx."""
+    marker = uuid.uuid4().hex[:12]
+    for app in (APP1, APP2):
+        hosts[app].check_output("cat > /tmp/sniff.py <<'EOF'\n%s\nEOF" % SNIFF)
+        hosts[app].check_output(f"nohup timeout 30 python3 /tmp/sniff.py {marker} 20 >/tmp/sniff.out 2>&1 &")
+    time.sleep(2)
+    for _ in range(4):  # round robin: both app hosts get some
+        hosts[DB].check_output(f"curl -fsS -o /dev/null --cacert {ROOT_PEM} --connect-to {DOMAIN}:443:{LB}:443 "
+                               f"'https://{DOMAIN}/api/items?probe={marker}'")
+    client = hosts[DB].interface("eth0").addresses[0]
+    lb = hosts[LB].interface("eth0").addresses[0]
+    deadline = time.monotonic() + 25
+    seen = ""
+    while time.monotonic() < deadline:
+        seen = hosts[APP1].check_output("cat /tmp/sniff.out") + "\n" + hosts[APP2].check_output("cat /tmp/sniff.out")
+        to_backend = [line for line in seen.splitlines() if "X-Real-IP" in line]
+        if len(to_backend) >= 4:
+            break
+        time.sleep(2)
+    to_backend = [line for line in seen.splitlines() if "X-Real-IP" in line]
+    assert to_backend, seen
+    for line in to_backend:
+        assert f"X-Real-IP: {client} |" in line, line
+        assert f"X-Forwarded-For: {client}, {lb} |" in line, line
+        assert "X-Forwarded-Proto: https |" in line, line
 
 
 def test_items_written_through_the_lb_reach_the_shared_database(hosts):
     for _ in range(5):
         name = f"fleet-{uuid.uuid4().hex[:8]}"
-        status, _ = api(hosts[LB], "POST", "/api/items", {"name": name})
+        status, _ = lb_api(hosts, "POST", "/api/items", {"name": name})
         assert status == 201
         WRITTEN.append(name)
     for app in (APP1, APP2):
@@ -40,19 +151,24 @@ def test_items_written_through_the_lb_reach_the_shared_database(hosts):
         assert set(WRITTEN) <= set(names)
 
 
-def test_update_to_v2_under_load_fails_no_request(hosts):
-    with Load(LOAD_URL) as load:
+def test_update_to_v2_under_load_fails_no_request_and_never_reloads_haproxy(hosts, pebble_root, steady):
+    before = haproxy_process(hosts[LB])
+    with https_load(pebble_root) as load:
         result = run_playbook("playbooks/update.yml", "-e", "app_version=v2")
         figures = load.stop()
     assert result.returncode == 0, result.output[-4000:]
     assert figures["requests"] > 100 and figures["failed"] == 0, figures
+    assert figures["p99_ms"] <= P99_LIMIT * steady["p99_ms"], (figures, steady["p99_ms"])
     assert version_of(hosts[APP1]) == version_of(hosts[APP2]) == "v2"
-    # Hosts went one at a time: each was drained from the lb, switched and put back.
-    assert result.output.count("Take this batch out of the load balancer") >= 2
+    # Hosts went one at a time: each was drained through the runtime API and put back.
+    for app in (APP1, APP2):
+        assert f"drain {app}" in result.output
+    assert haproxy_process(hosts[LB]) == before  # drains are not reloads
+    assert all(s == (2, 0) for s in server_states(hosts[LB]).values())
 
 
-def test_broken_update_reverts_the_first_host_and_stops(hosts):
-    with Load(LOAD_URL) as load:
+def test_broken_update_reverts_the_first_host_and_stops(hosts, pebble_root):
+    with https_load(pebble_root) as load:
         result = run_playbook("playbooks/update.yml", "-e", "app_version=broken", "-e", "app_deploy_timeout=30")
         figures = load.stop()
     assert result.returncode != 0
@@ -66,10 +182,11 @@ def test_broken_update_reverts_the_first_host_and_stops(hosts):
     audit = [json.loads(line) for line in hosts[APP1].file("/opt/demo/audit.log").content_string.splitlines()]
     assert (audit[-1]["action"], audit[-1]["phase"]) == ("update", "end") and audit[-1]["result"].startswith("reverted")
     assert not hosts[APP1].file("/opt/demo/.deploy.lock").exists
+    assert all(s == (2, 0) for s in server_states(hosts[LB]).values())
 
 
-def test_rollback_returns_every_host_to_v1(hosts):
-    with Load(LOAD_URL) as load:
+def test_rollback_returns_every_host_to_v1(hosts, pebble_root):
+    with https_load(pebble_root) as load:
         result = run_playbook("playbooks/rollback.yml")
         figures = load.stop()
     assert result.returncode == 0, result.output[-4000:]
@@ -77,13 +194,13 @@ def test_rollback_returns_every_host_to_v1(hosts):
     assert version_of(hosts[APP1]) == version_of(hosts[APP2]) == "v1"
 
 
-def test_revert_all_returns_the_hosts_already_updated(hosts):
+def test_revert_all_returns_the_hosts_already_updated(hosts, pebble_root):
     """app2's copy of the v2 backend image is damaged (it is the broken build under the v2 tag):
     app1 takes v2, app2 fails its gate and reverts, and app_update_revert_all sends app1 back too."""
     v2, bad = (f"selfhost-registry:5000/selfhost/demo-backend:{tag}" for tag in ("v2", "broken"))
     hosts[APP2].check_output(f"docker pull -q {bad} && docker tag {bad} {v2}")
     try:
-        with Load(LOAD_URL) as load:
+        with https_load(pebble_root) as load:
             result = run_playbook("playbooks/update.yml", "-e", "app_version=v2", "-e", "app_deploy_timeout=30",
                                   "-e", "app_update_revert_all=true")
             figures = load.stop()
@@ -100,9 +217,99 @@ def test_revert_all_returns_the_hosts_already_updated(hosts):
         assert audit[-1]["result"].startswith(result), audit[-3:]
 
 
+def test_a_killed_app_host_leaves_rotation_at_once_and_comes_back(hosts, pebble_root, steady):
+    """The whole test host of app2 is killed (docker kill: no shutdown, its address stops answering)
+    under HTTPS load, then started again."""
+    watch = LbWatch(LB, APP2, f"http://{APP2}/api/health", seconds=300)
+    try:
+        with https_load(pebble_root, timeline=True, settle=0) as load:
+            time.sleep(5)
+            killed = time.time()
+            subprocess.run(["docker", "kill", APP2], check=True, capture_output=True, timeout=60)
+            time.sleep(15)
+            restarted = time.time()
+            subprocess.run(["docker", "start", APP2], check=True, capture_output=True, timeout=60)
+            deadline = time.monotonic() + 240
+            while watch.readmitted_at(restarted) is None and time.monotonic() < deadline:
+                time.sleep(2)
+            time.sleep(3)
+            figures = load.stop()
+    finally:
+        watch.stop()
+        subprocess.run(["docker", "start", APP2], capture_output=True, timeout=60, check=False)
+    ejected, healthy, readmitted = watch.ejected_at(killed), watch.healthy_at(restarted), watch.readmitted_at(restarted)
+    after_kill = window(figures, killed + 3, restarted)
+    report = dict(eject_s=ejected and ejected - killed, readmit_s=readmitted and healthy and readmitted - healthy,
+                  after_kill=after_kill, steady_p99=steady["p99_ms"], failed=figures["first_failures"])
+    assert figures["failed"] == 0, report
+    assert ejected is not None and ejected - killed <= 3.0, report
+    assert after_kill["requests"] > 300 and after_kill["p99_ms"] <= P99_LIMIT * steady["p99_ms"], report
+    assert healthy is not None and readmitted is not None and readmitted - healthy <= 5.0, report
+    # Back in rotation means it takes requests again.
+    before = int(haproxy(hosts[LB], "show stat").split(f"app_hosts,{APP2},")[1].split(",")[5])
+    for _ in range(6):
+        lb_api(hosts, "GET", "/api/health")
+    after = int(haproxy(hosts[LB], "show stat").split(f"app_hosts,{APP2},")[1].split(",")[5])
+    assert after > before, (before, after)
+
+
 def test_every_item_written_before_is_still_there(hosts):
-    names = {i["name"] for i in api(hosts[LB], "GET", "/api/items")[1]["items"]}
+    names = {i["name"] for i in lb_api(hosts, "GET", "/api/items")[1]["items"]}
     assert set(WRITTEN) <= names
+
+
+def test_renewal_by_the_deploy_hook_keeps_a_drained_host_drained(hosts, pebble_root):
+    """certbot's renewal reloads HAProxy (verified); a host drained at that moment stays drained."""
+    lb = hosts[LB]
+    before = served_serial(lb)
+    haproxy(lb, f"set server app_hosts/{APP1} state drain")
+    try:
+        env = lb.check_output("systemctl show certbot.service --property=Environment --value")
+        out = lb.run("env %s certbot renew --force-renewal --cert-name demo-lb --no-random-sleep-on-renew", env)
+        assert out.rc == 0, out.stdout + out.stderr
+        assert "HAProxy serves the installed certificate" in out.stdout + out.stderr
+        assert "HAProxy reloaded" in out.stdout + out.stderr
+        after = served_serial(lb)
+        assert after != before and "Pebble" in after
+        assert server_states(lb)[APP1][1] & 0x08, server_states(lb)  # still drained by the new process
+        assert lb.run("systemctl start certbot.service").rc == 0  # the timer's run: nothing due, verified
+    finally:
+        haproxy(lb, f"set server app_hosts/{APP1} state ready")
+    assert lb_api(hosts, "GET", "/api/health")[0] == 200
+
+
+def test_a_configuration_haproxy_rejects_never_replaces_the_good_one(hosts):
+    lb = hosts[LB]
+    config, process = lb.file("/etc/haproxy/haproxy.cfg").sha256sum, haproxy_process(lb)
+    result = deploy("--limit", "lb", "-e", json.dumps({"lb_frontend_extra": ["http-request no-such-action"]}))
+    assert result.returncode != 0
+    assert "HAProxy rejects" in result.output and "no-such-action" in result.output, result.output[-3000:]
+    assert lb.file("/etc/haproxy/haproxy.cfg").sha256sum == config
+    assert haproxy_process(lb) == process
+    assert lb_api(hosts, "GET", "/api/health")[0] == 200
+
+
+def test_check_diff_shows_an_lb_change_and_changes_nothing(hosts):
+    lb = hosts[LB]
+    config = lb.file("/etc/haproxy/haproxy.cfg").sha256sum
+    result = deploy("--check", "--diff", "--limit", "lb", "-e", "lb_hsts_max_age=600")
+    assert result.returncode == 0, result.output[-3000:]
+    assert '-    http-response set-header Strict-Transport-Security "max-age=300"' in result.output
+    assert '+    http-response set-header Strict-Transport-Security "max-age=600"' in result.output
+    assert "BEGIN PRIVATE KEY" not in result.output
+    assert recap(result.output, LB)["changed"] == 1, result.output[-3000:]
+    assert lb.file("/etc/haproxy/haproxy.cfg").sha256sum == config
+
+
+def test_bad_lb_input_stops_before_any_change(hosts):
+    for variable, extra in (("lb_check_fall", {"lb_check_fall": 0}),
+                            ("lb_drained", {"lb_drained": ["no-such-host"]})):
+        result = deploy("-e", json.dumps(extra))
+        assert result.returncode != 0, variable
+        assert variable in result.output, (variable, result.output[-2000:])
+        assert "Install Docker Engine and Compose" not in result.output, variable
+        for host in (LB, APP1, APP2, DB):
+            assert recap(result.output, host)["changed"] == 0, (variable, host)
 
 
 def test_a_second_concurrent_deploy_is_refused(hosts):
