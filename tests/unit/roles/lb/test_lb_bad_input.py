@@ -1,0 +1,72 @@
+"""Bad input to the lb role fails in its `validate` entry point (which playbooks/deploy.yml runs
+on the lb hosts before any change anywhere), with a message naming the variable.
+
+One ansible-playbook run (json callback, connection local): every case is a host of its own.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[4]
+
+CASES = {
+    "backend-not-in-inventory": ({"lb_backends": ["web1", "ghost"]}, ["lb_backends", "ghost"]),
+    "drained-not-a-backend": ({"lb_drained": ["web3"]}, ["lb_drained", "web3"]),
+    "itself-a-backend": ({"lb_backends": ["web1", "case-itself-a-backend"]}, ["lb_backends", "not this load balancer"]),
+    "port-out-of-range": ({"lb_https_port": 70000}, ["lb_https_port", "70000"]),
+    "same-ports": ({"lb_https_port": 80}, ["lb_http_port, lb_https_port and lb_acme_http01_port must differ"]),
+    "health-path": ({"lb_health_path": "api/health"}, ["lb_health_path", "api/health"]),
+    "check-interval": ({"lb_check_interval_ms": 20}, ["lb_check_interval_ms", "20"]),
+    "check-fall": ({"lb_check_fall": 0}, ["lb_check_fall"]),
+    "backend-tls-without-ca": ({"lb_backend_tls": True}, ["lb_backend_ca"]),
+    "extra-line-break": ({"lb_frontend_extra": ["acl a path /\nhttp-request deny"]}, ["lb_frontend_extra"]),
+    "timeout-type": ({"lb_server_timeout": "soon"}, ["lb_server_timeout"]),
+}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    work = tmp_path_factory.mktemp("lb-bad-input")
+    hosts = {f"case-{name}": extra for name, (extra, _) in CASES.items()}
+    hosts["case-good"] = {}
+    inventory = {"all": {
+        "children": {"lb": {"hosts": hosts}, "app": {"hosts": {"web1": {}, "web2": {}}}},
+        "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}
+    (work / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    (work / "validate.yml").write_text(yaml.safe_dump([{
+        "name": "Validate", "hosts": "lb", "gather_facts": False,
+        "tasks": [{"name": "Validate the lb role's inputs",
+                   "ansible.builtin.include_role": {"name": "selfhost.stack.lb", "tasks_from": "validate"}}]}]))
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"))
+    run = subprocess.run(["ansible-playbook", "-i", str(work / "hosts.yml"), str(work / "validate.yml")],
+                         cwd=work, env=env, capture_output=True, text=True, timeout=300, check=False)
+    result = json.loads(run.stdout)
+    failures = {}
+    for task in result["plays"][0]["tasks"]:
+        for host, res in task["hosts"].items():
+            if res.get("failed"):
+                items = " ".join(r.get("msg", "") for r in res.get("results", []) if r.get("failed"))
+                failures[host] = " ".join([res.get("msg", ""), items, json.dumps(res.get("argument_errors", ""))])
+    return failures, result["stats"]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_fails_naming_the_variable(results, case):
+    failures, _ = results
+    message = failures.get(f"case-{case}")
+    assert message is not None, f"{case} was accepted"
+    for text in CASES[case][1]:
+        assert text in message, message
+
+
+def test_the_defaults_pass(results):
+    failures, stats = results
+    assert "case-good" not in failures, failures.get("case-good")
+    assert stats["case-good"]["failures"] == 0
