@@ -161,7 +161,9 @@ cat "$results"
 if [[ -s $SELFHOST_TEST_LOGS/failed ]]; then
   while read -r name logfile; do
     printf '\n==> the end of the failed step %s (whole log above and in %s)\n' "$name" "$logfile"
-    tail -n 80 "$logfile"
+    # pytest's failures and errors first (molecule's recap follows them), then the end.
+    sed 's/\x1b\[[0-9;]*m//g' "$logfile" | grep -aE '(^|│ )(E |FAILED|ERROR|fatal:)' | tail -n 60
+    tail -n 40 "$logfile"
   done <"$SELFHOST_TEST_LOGS/failed"
 fi
 passed=$(grep -c ' ok ' "$results")
