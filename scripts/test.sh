@@ -162,7 +162,8 @@ if [[ -s $SELFHOST_TEST_LOGS/failed ]]; then
   while read -r name logfile; do
     printf '\n==> the end of the failed step %s (whole log above and in %s)\n' "$name" "$logfile"
     # pytest's failures and errors first (molecule's recap follows them), then the end.
-    sed 's/\x1b\[[0-9;]*m//g' "$logfile" | grep -aE '(^|│ )(E |FAILED|ERROR|fatal:)' | tail -n 60
+    sed 's/\x1b\[[0-9;]*m//g' "$logfile" | grep -aE '(^|│ )(E |> |FAILED|ERROR|fatal:)' | tail -n 60
+    sed 's/\x1b\[[0-9;]*m//g' "$logfile" | awk '/short test summary info/, / in [0-9.]+s/' | tail -n 30
     tail -n 40 "$logfile"
   done <"$SELFHOST_TEST_LOGS/failed"
 fi
