@@ -83,27 +83,27 @@ results=$SELFHOST_TEST_LOGS/results
 
 # A step that hangs is stopped, so the suite still ends and says which step it was.
 step_in_time() {
-  local name=$1
+  local run_id=$1
   shift
-  SELFHOST_RUN_ID="$SELFHOST_SUITE_ID-${name//[:\/]/-}" timeout --kill-after=60 "$SELFHOST_TEST_STEP_TIMEOUT" \
-    bash -c '"$@"' "$name" "$@"
+  SELFHOST_RUN_ID=$run_id timeout --kill-after=60 "$SELFHOST_TEST_STEP_TIMEOUT" bash -c '"$@"' "$run_id" "$@"
 }
 
 run_step() {
-  local name=$1 start rc logfile
+  local name=$1 start rc logfile run_id
   shift
   logfile=$SELFHOST_TEST_LOGS/${name//[:\/]/_}.log
+  run_id=$SELFHOST_SUITE_ID-${name//[:\/]/-}
   log "step: $name (started at $(date +%T))"
   start=$SECONDS
   if ((parallel)); then
-    step_in_time "$name" "$@" >"$logfile" 2>&1
+    step_in_time "$run_id" "$@" >"$logfile" 2>&1
     rc=$?
   else
-    step_in_time "$name" "$@" 2>&1 | tee "$logfile"
+    step_in_time "$run_id" "$@" 2>&1 | tee "$logfile"
     rc=${PIPESTATUS[0]}
   fi
   ((rc == 124)) && echo "step $name stopped after ${SELFHOST_TEST_STEP_TIMEOUT}s (SELFHOST_TEST_STEP_TIMEOUT)" >>"$logfile"
-  remove_test_hosts "$SELFHOST_SUITE_ID-${name//[:\/]/-}"
+  remove_test_hosts "$run_id"
   {
     flock 9
     ((parallel)) && cat "$logfile"
@@ -162,8 +162,9 @@ if [[ -s $SELFHOST_TEST_LOGS/failed ]]; then
   while read -r name logfile; do
     printf '\n==> the end of the failed step %s (whole log above and in %s)\n' "$name" "$logfile"
     # pytest's failures and errors first (molecule's recap follows them), then the end.
-    sed 's/\x1b\[[0-9;]*m//g' "$logfile" | grep -aE '(^|│ )(E |> |FAILED|ERROR|fatal:)' | tail -n 60
-    sed 's/\x1b\[[0-9;]*m//g' "$logfile" | awk '/short test summary info/, / in [0-9.]+s/' | tail -n 30
+    plain=$(sed 's/\x1b\[[0-9;]*m//g' "$logfile")
+    grep -aE '(^|│ )(E |> |FAILED|ERROR|fatal:)' <<<"$plain" | tail -n 60
+    awk '/short test summary info/, / in [0-9.]+s/' <<<"$plain" | tail -n 30
     tail -n 40 "$logfile"
   done <"$SELFHOST_TEST_LOGS/failed"
 fi
