@@ -48,7 +48,8 @@ ensure_docker_engine() {
   command -v dockerd >/dev/null || apt_install_missing docker.io
   log "starting the Docker engine (no systemd here: dockerd in the background)"
   mkdir -p /var/log
-  setsid nohup dockerd >/var/log/selfhost-dockerd.log 2>&1 </dev/null &
+  # Descriptors 3-9 closed: a lock the caller holds (flock) must not live on in the daemon.
+  setsid nohup dockerd >/var/log/selfhost-dockerd.log 2>&1 </dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
   local i
   for i in $(seq 60); do
     docker info >/dev/null 2>&1 && return 0

@@ -163,18 +163,30 @@ def test_bad_model_stops_before_any_change(media):
 
 # -- update, rollback, restart: the last good release keeps serving, uploads survive -----------
 
-def worker_events(host, since, until):
-    """(time, action, container) of the worker's start/stop-ish events between since and until."""
-    out = host.check_output(
-        "docker events --since %s --until %s --filter label=com.docker.compose.service=worker "
-        "--filter event=start --filter event=die --format '{{.TimeNano}} {{.Action}} {{.Actor.Attributes.name}}'",
-        str(since), str(until))
-    return [(int(t), action, name) for t, action, name in (line.split() for line in out.splitlines())]
+class WorkerEvents:
+    """(time, action, container) of the media worker's starts and deaths while the block runs,
+    streamed as they happen: `docker events --since` reads the daemon's in-memory history, which
+    keeps the last 256 events only, and the stack's healthchecks fill it within a minute."""
+
+    def __enter__(self):
+        self.stream = subprocess.Popen(
+            ["docker", "exec", MEDIA, "timeout", "900", "docker", "events",
+             "--filter", "label=com.docker.compose.service=worker", "--filter", "event=start", "--filter", "event=die",
+             "--format", "{{.TimeNano}} {{.Action}} {{.Actor.Attributes.name}}"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        time.sleep(1)  # subscribed before the change starts
+        return self
+
+    def __exit__(self, *exc):
+        time.sleep(1)
+        self.stream.terminate()
+        out, _ = self.stream.communicate(timeout=30)
+        self.events = [(int(t), action, name) for t, action, name in (line.split() for line in out.splitlines())]
 
 
 def test_update_under_load_fails_no_request_and_replaces_the_worker_stop_first(media, shop):
-    since = int(media.check_output("date +%s"))
-    with Load(MEDIA_URL + "/api/health") as media_load, Load(SHOP_URL + "/api/items") as shop_load:
+    with WorkerEvents() as worker, Load(MEDIA_URL + "/api/health") as media_load, \
+            Load(SHOP_URL + "/api/items") as shop_load:
         result = run_playbook("playbooks/update.yml", "-e", "app_version=v2")
         media_figures, shop_figures = media_load.stop(), shop_load.stop()
     assert result.returncode == 0, result.output[-3000:]
@@ -185,11 +197,12 @@ def test_update_under_load_fails_no_request_and_replaces_the_worker_stop_first(m
     assert get_json(media, "/api/health")[1]["version"] == "v2"
     assert "v2" in json.dumps(get_json(shop, "/api/health")[1])
     # Stop-first: the old worker died before the new one started; never two at once.
-    events = worker_events(media, since, int(media.check_output("date +%s")) + 1)
+    events = worker.events
     dies = [t for t, action, _ in events if action == "die"]
     starts = [t for t, action, _ in events if action == "start"]
     assert dies and starts and max(dies) < min(starts), events
-    assert len(media.check_output("docker ps -q --filter label=com.docker.compose.service=worker").split()) == 1
+    workers = media.check_output("docker ps --filter label=com.docker.compose.service=worker --format '{{.Image}}'")
+    assert workers.split() == ["selfhost-registry:5000/selfhost/node-media-worker:v2"], workers
     assert uploaded_file_is_there(media)
 
 

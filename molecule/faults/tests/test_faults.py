@@ -239,7 +239,7 @@ def test_host_restarted_during_the_switch(host):
         update.wait(timeout=30)
     subprocess.run(["docker", "exec", HOST, "timeout", "120", "systemctl", "is-system-running", "--wait"],
                    capture_output=True, timeout=150, check=False)
-    wait_healthy(host, exact=False)  # a container the interrupted switch started may be there too
+    wait_healthy(host, exact=False)  # the interrupted switch's containers may be there too
     assert served_version(host) in ("v1", "v2")  # a release that passed its gate serves
     with Load(LOAD_URL) as load:
         result = run_playbook("playbooks/update.yml", "-e", "app_version=v1", "-e", "app_lock_force=true")

@@ -92,12 +92,12 @@ def is_bad_finding(finding):
             or TESTSSL_BAD_WORDS.search(text) is not None or "VULNERABLE" in text)
 
 
-def testssl_scan(work):
+def scan_with_testssl(work):
     """testssl.sh's findings of one full scan of the HTTPS edge, and its output for messages."""
     report = work / "testssl.json"
     report.unlink(missing_ok=True)
     cmd = ["testssl", "--quiet", "--color", "0", "--warnings", "batch", "--nodns", "none",
-           "--connect-timeout", "10", "--openssl-timeout", "10",
+           "--connect-timeout", "30", "--openssl-timeout", "30",
            "--add-ca", str(work / "pebble-root.pem"), "--jsonfile", str(report),
            "--ip", host_address(), "-p", "-s", "-f", "-P", "-S", "-h", "-U", f"https://{DOMAIN}:443"]
     scan = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
@@ -114,11 +114,14 @@ def test_testssl_finds_nothing_the_proxy_readme_does_not_explain(host):
     """One full testssl.sh scan of the HTTPS edge from this machine, as an auditor would run it."""
     work = Path(tempfile.mkdtemp(prefix="selfhost-testssl-"))
     (work / "pebble-root.pem").write_text(pebble_root_pem())
-    findings, output = testssl_scan(work)
+    findings, output = scan_with_testssl(work)
     # WARN is testssl's word for a check it could not finish (a timeout, a lost connection): about
-    # the scan, not the server. One more scan then; a WARN that stays fails below like any finding.
-    if any(f["severity"] == "WARN" for f in findings):
-        findings, output = testssl_scan(work)
+    # the scan, not the server, seen on a busy machine (sessionresumption_ticket, "check failed
+    # because of connect"). Up to two more scans; a WARN that stays fails below like any finding.
+    for _ in range(2):
+        if not any(f["severity"] == "WARN" for f in findings):
+            break
+        findings, output = scan_with_testssl(work)
     by_id = {f["id"]: f for f in findings}
     # The scan reached the server and ran every section asked for.
     for finding_id in ("TLS1_3", "cipher_order", "cert_chain_of_trust", "HSTS_time", "X-Content-Type-Options",
