@@ -11,6 +11,8 @@ apt_install_missing docker.io debootstrap ca-certificates curl git rsync openssl
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install_missing python3-venv python3-pip
 # The tls scenario's TLS scan runs on this machine (molecule/tls: testssl against the test host).
 apt_install_missing testssl.sh
+# The unit tests check the rendered load balancer configuration with `haproxy -c`.
+apt_install_missing haproxy
 
 # The pinned toolchain; reinstalled only when requirements.txt changes.
 req_hash=$(inputs_hash "$SELFHOST_ROOT/requirements.txt")

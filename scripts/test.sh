@@ -129,7 +129,7 @@ run_named_step() {
 # listed counts as 600.
 declare -A step_seconds=(
   [molecule:faults]=1120 [molecule:tls]=1090 [molecule:default]=610 [molecule:backup]=640
-  [molecule:fleet]=630 [molecule:examples]=560 [molecule:docker]=400 [sanity]=90 [unit]=75
+  [molecule:fleet]=950 [molecule:examples]=560 [molecule:docker]=400 [sanity]=90 [unit]=75
   [ansible-lint]=36 [molecule:harness]=34 [yamllint]=1 [build]=1
 )
 longest_first() {

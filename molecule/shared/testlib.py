@@ -103,7 +103,7 @@ class Load:
 
 def window(figures, start=None, end=None):
     """Requests of a load run (Load(timeline=True)) sent between two wall-clock times (time.time()):
-    {'requests', 'failed', 'p50_ms', 'p99_ms'}."""
+    {'requests', 'failed', 'p50_ms', 'p99_ms', 'max_ms'}."""
     epoch = figures["epoch"]
     rows = [r for r in figures["timeline"]
             if (start is None or epoch + r[0] >= start) and (end is None or epoch + r[0] < end)]
@@ -113,7 +113,8 @@ def window(figures, start=None, end=None):
         if not ordered:
             return None
         return ordered[min(len(ordered) - 1, max(0, int(round(q / 100.0 * len(ordered) + 0.5)) - 1))]
-    return {"requests": len(rows), "failed": sum(1 for r in rows if not r[2]), "p50_ms": pct(50), "p99_ms": pct(99)}
+    return {"requests": len(rows), "failed": sum(1 for r in rows if not r[2]), "p50_ms": pct(50), "p99_ms": pct(99),
+            "max_ms": ordered[-1] if ordered else None}
 
 
 class LbWatch:

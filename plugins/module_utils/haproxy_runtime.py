@@ -148,6 +148,18 @@ class PoolError(Exception):
     pass
 
 
+def admin_diff(servers, to_drain, to_ready, backend):
+    """Ansible's diff of a pool change: each server's admin state (ready, drain, maint) before and after."""
+    before = {n: s.describe()["admin"] for n, s in servers.items()}
+    after = dict(before, **{n: "drain" for n in to_drain})
+    after.update((n, "ready") for n in to_ready)
+
+    def text(states):
+        return "".join("%s %s\n" % (n, states[n]) for n in sorted(states))
+    return {"before": text(before), "after": text(after),
+            "before_header": "backend %s (before)" % backend, "after_header": "backend %s (after)" % backend}
+
+
 class Pool:
     """Makes a backend's drained set what the caller asks, then waits for drained servers to go idle.
 
@@ -180,7 +192,8 @@ class Pool:
                                for n, d in sorted((n, s.describe()) for n, s in servers.items()))
             raise PoolError("draining %s would leave no server of backend %s taking requests (%s)" % (
                 ", ".join(to_drain), self.backend, states or "no servers"))
-        result = {"drained": to_drain, "readied": to_ready, "waited_s": 0.0, "in_flight": {}}
+        result = {"drained": to_drain, "readied": to_ready, "waited_s": 0.0, "in_flight": {},
+                  "diff": admin_diff(servers, to_drain, to_ready, self.backend)}
         if check_mode:
             result["servers"] = {n: s.describe() for n, s in servers.items()}
             return result

@@ -48,7 +48,8 @@ attributes:
     support: full
     description: Reports which servers would be drained or readied and sends no command that changes state.
   diff_mode:
-    support: none
+    support: full
+    description: Shows each server's admin state (V(ready), V(drain), V(maint)) before and after.
 notes:
   - The logic lives in the C(haproxy_runtime) module_utils and is unit tested against a fake socket.
 """
@@ -125,6 +126,9 @@ def main():
     if result["in_flight"]:
         module.warn("%s still had requests in flight after %ss: %s" % (
             ", ".join(sorted(result["in_flight"])), p["drain_timeout"], result["in_flight"]))
+    diff = result.pop("diff")
+    if module._diff and (result["drained"] or result["readied"]):
+        result["diff"] = diff
     module.exit_json(changed=bool(result["drained"] or result["readied"]), **result)
 
 

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[3]
 ROLES = ROOT / "roles"
 
 # Roles left out, and why.
-SKIPPED_ROLES = {"lb": "roles/lb is being rewritten"}
-SKIPPED_READMES = {"app": "README being rewritten"}
+SKIPPED_ROLES = {}
+SKIPPED_READMES = {}
 
 
 def _load(path):

@@ -189,6 +189,23 @@ def test_check_mode_reports_and_changes_nothing(haproxy):
     result = pool_of(fake).apply(["app1"], check_mode=True)
     assert result["drained"] == ["app1"] and result["readied"] == ["app2"]
     assert set_commands(fake) == []
+    # --diff shows each server's admin state before and after.
+    assert result["diff"]["before"] == "app1 ready\napp2 drain\n"
+    assert result["diff"]["after"] == "app1 drain\napp2 ready\n"
+
+
+def test_diff_of_a_pool_left_as_it_is_shows_no_change(haproxy):
+    fake = haproxy(app1={"admin": hr.ADMIN_FORCED_DRAIN}, app2={})
+    diff = pool_of(fake).apply(["app1"])["diff"]
+    assert diff["before"] == diff["after"] == "app1 drain\napp2 ready\n"
+
+
+def test_a_server_in_maintenance_is_drained(haproxy):
+    """HAProxy's `state drain` clears a forced maintenance (checked against HAProxy 2.6)."""
+    fake = haproxy(app1={"admin": hr.ADMIN_FORCED_MAINT}, app2={})
+    result = pool_of(fake).apply(["app1"])
+    assert result["drained"] == ["app1"]
+    assert result["diff"]["after"] == "app1 drain\napp2 ready\n"
 
 
 def test_requests_still_in_flight_after_the_timeout_are_reported(haproxy):

@@ -171,6 +171,9 @@ def test_app_site_believes_trusted_load_balancers_only(rendered):
         # Only the trusted load balancers' scheme, whatever app_trust_forwarded_proto says.
         assert "proxy_set_header X-Forwarded-Proto $app_forwarded_proto;" in lines(headers), case
         assert "proxy_set_header X-Forwarded-For $app_forwarded_for;" in lines(headers), case
+        # A trusted load balancer that sends no X-Forwarded-For (its health checks) is the client.
+        assert '"1:" $realip_remote_addr;' in lines(text), case
+        assert '"~^1:" "$http_x_forwarded_for, $realip_remote_addr";' in lines(text), case
 
 
 @pytest.mark.skipif(not shutil.which("haproxy"), reason="haproxy is not installed on this machine")
