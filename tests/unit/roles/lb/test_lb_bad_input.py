@@ -27,6 +27,11 @@ CASES = {
     "backend-tls-without-ca": ({"lb_backend_tls": True}, ["lb_backend_ca"]),
     "extra-line-break": ({"lb_frontend_extra": ["acl a path /\nhttp-request deny"]}, ["lb_frontend_extra"]),
     "timeout-type": ({"lb_server_timeout": "soon"}, ["lb_server_timeout"]),
+    # The app hosts' own settings: TLS of their own (they redirect the plain health checks), another port.
+    "app-host-redirects": ({"lb_backends": ["web-tls"]}, ["lb_backend_tls is False", "web-tls", "proxy_tls_mode"]),
+    "app-host-lacks-tls": ({"lb_backends": ["web1"], "lb_backend_tls": True, "lb_backend_port": 443,
+                            "lb_backend_ca": "-----BEGIN CERTIFICATE-----"}, ["lb_backend_tls is True", "web1"]),
+    "app-host-port": ({"lb_backends": ["web-8080"]}, ["8080", "lb_backend_port 80"]),
 }
 
 
@@ -36,7 +41,8 @@ def results(tmp_path_factory):
     hosts = {f"case-{name}": extra for name, (extra, _) in CASES.items()}
     hosts["case-good"] = {}
     inventory = {"all": {
-        "children": {"lb": {"hosts": hosts}, "app": {"hosts": {"web1": {}, "web2": {}}}},
+        "children": {"lb": {"hosts": hosts}, "app": {"hosts": {"web1": {}, "web2": {"proxy_tls_mode": "none"}}},
+                     "elsewhere": {"hosts": {"web-tls": {"proxy_tls_mode": "acme"}, "web-8080": {"app_http_port": 8080}}}},
         "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}
     (work / "hosts.yml").write_text(yaml.safe_dump(inventory))
     (work / "validate.yml").write_text(yaml.safe_dump([{
