@@ -84,7 +84,7 @@ def kill_and_restart(root, rate, dead_for=15):
             restarted = time.time()
             subprocess.run(["docker", "start", APP2], check=True, capture_output=True)
             deadline = time.monotonic() + 300
-            while watch.readmitted_at(restarted) is None and time.monotonic() < deadline:
+            while time.monotonic() < deadline and None in (watch.readmitted_at(restarted), watch.healthy_at(restarted)):
                 time.sleep(2)
             time.sleep(5)
             figures = run.stop()

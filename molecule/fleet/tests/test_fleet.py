@@ -243,7 +243,7 @@ def test_a_killed_app_host_leaves_rotation_at_once_and_comes_back(hosts, pebble_
             restarted = time.time()
             subprocess.run(["docker", "start", APP2], check=True, capture_output=True, timeout=60)
             deadline = time.monotonic() + 240
-            while watch.readmitted_at(restarted) is None and time.monotonic() < deadline:
+            while time.monotonic() < deadline and None in (watch.readmitted_at(restarted), watch.healthy_at(restarted)):
                 time.sleep(2)
             time.sleep(3)
             figures = load.stop()

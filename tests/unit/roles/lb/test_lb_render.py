@@ -110,6 +110,9 @@ def test_app_hosts_by_name_are_resolved_while_haproxy_runs(rendered):
     text = rendered["named-backends"]
     assert "server name1 name1.internal:80 resolvers system init-addr last,libc,none resolve-prefer ipv4" in text
     assert "resolvers system\n    parse-resolv-conf" in text
+    # A failed lookup keeps the last address: the health checks, not DNS, take a host out.
+    for status in ("nx", "refused", "timeout", "other"):
+        assert f"hold {status} 1h" in lines(text)
 
 
 def test_plain_http_forwards_client_and_scheme_and_has_no_https(rendered):
