@@ -124,13 +124,13 @@ run_named_step() {
   esac
 }
 
-# Seconds each step took with both workers busy on a two-core machine (2026-12-02): the
-# workers take the longest first, so neither is left with a long step at the end. A step not
-# listed counts as 600.
+# Seconds each step took with both workers busy on a two-core machine (2026-12-03, whole suite
+# 3337 s): the workers take the longest first, so neither is left with a long step at the end. A
+# step not listed counts as 600.
 declare -A step_seconds=(
-  [molecule:faults]=1120 [molecule:tls]=1090 [molecule:default]=610 [molecule:backup]=640
-  [molecule:fleet]=950 [molecule:examples]=560 [molecule:docker]=400 [sanity]=90 [unit]=75
-  [ansible-lint]=36 [molecule:harness]=34 [yamllint]=1 [build]=1
+  [molecule:faults]=1380 [molecule:tls]=1330 [molecule:default]=620 [molecule:backup]=720
+  [molecule:fleet]=1200 [molecule:examples]=680 [molecule:docker]=480 [sanity]=90 [unit]=105
+  [ansible-lint]=80 [molecule:harness]=31 [yamllint]=7 [build]=1
 )
 longest_first() {
   local step
