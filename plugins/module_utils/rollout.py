@@ -98,3 +98,10 @@ def render_upstreams(pools):
         lines.append("}")
         lines.append("")
     return "\n".join(lines)
+
+
+def exec_never_started(rc, err):
+    """Whether a failed `docker exec` (`docker compose exec`) failed before its command ran: the
+    runtime could not start the process (runc's init under a busy kernel, say). Such a failure
+    changed nothing inside the container, so the same exec may be tried again."""
+    return rc == 126 and "OCI runtime exec failed" in (err or "")

@@ -160,6 +160,18 @@ class Compose(object):
     def compose(self, *args):
         return self.run("docker", "compose", *args)
 
+    def exec_in(self, service, command, attempts=3):
+        """`docker compose exec` in a service, tried again when the runtime could not start it."""
+        args = ["docker", "compose", "exec", "-T", service] + list(command)
+        for attempt in range(attempts):
+            rc, out, err = self.module.run_command(args, cwd=self.project_dir)
+            if rc == 0 or not rollout.exec_never_started(rc, err) or attempt == attempts - 1:
+                break
+            time.sleep(1)
+        if rc != 0:
+            self.module.fail_json(msg="%s failed (rc %d): %s" % (" ".join(args), rc, (err or out).strip()))
+        return out
+
     def containers(self, service=None):
         """The project's containers (of one service, or all), one-off `run` containers left out."""
         ids = self.compose("ps", "--all", "--quiet", *([service] if service else [])).split()
@@ -329,7 +341,7 @@ def main():
             if not module.check_mode:
                 write_atomic(path, content)
                 if any(c.state == "running" for c in by_service.get(p["nginx_service"], [])):
-                    compose.compose("exec", "-T", p["nginx_service"], "/bin/sh", NGINX_START, "--reload")
+                    compose.exec_in(p["nginx_service"], ["/bin/sh", NGINX_START, "--reload"])
                 if any(stale.values()):
                     time.sleep(p["drain_seconds"])
 

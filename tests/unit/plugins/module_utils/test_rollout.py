@@ -85,3 +85,13 @@ def test_pool_members_prefer_serving_then_running_containers():
     assert rollout.pool_members([healthy, starting, stopped]) == ["b-1"]
     assert rollout.pool_members([starting, stopped]) == ["b-2"]
     assert rollout.pool_members([stopped]) == []
+
+
+def test_an_exec_the_runtime_could_not_start_may_be_tried_again():
+    err = ("OCI runtime exec failed: exec failed: unable to start container process: waiting for init "
+           "preliminary setup: read init-p: connection reset by peer: unknown")
+    assert rollout.exec_never_started(126, err)
+    # The command ran and failed, or could not be found: not tried again.
+    assert not rollout.exec_never_started(1, "nginx: [emerg] unknown directive")
+    assert not rollout.exec_never_started(127, "OCI runtime exec failed: exec: \"nginx\": executable file not found")
+    assert not rollout.exec_never_started(126, "permission denied")
