@@ -4,16 +4,8 @@ naming the variable and the entries Nginx would refuse in its geo block and set_
 One ansible-playbook run (json callback, connection local): every case is a host of its own.
 """
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-import yaml
-
-ROOT = Path(__file__).resolve().parents[4]
+from validate_entry_point import run_validate
 
 BAD = {
     "host-name": (["lb.example.com", "10.0.0.0/24"], ["lb.example.com"]),
@@ -28,25 +20,10 @@ GOOD = {
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    work = tmp_path_factory.mktemp("app-trusted-proxies")
     hosts = {f"bad-{name}": {"app_trusted_proxies": value} for name, (value, _) in BAD.items()}
     hosts.update({f"good-{name}": {"app_trusted_proxies": value} for name, value in GOOD.items()})
-    inventory = {"all": {"hosts": hosts, "vars": {
-        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-        "app_db_password": "unit-db", "app_redis_password": "unit-redis"}}}
-    (work / "hosts.yml").write_text(yaml.safe_dump(inventory))
-    (work / "validate.yml").write_text(yaml.safe_dump([{
-        "name": "Validate", "hosts": "all", "gather_facts": False,
-        "tasks": [{"name": "Validate the app role's inputs",
-                   "ansible.builtin.include_role": {"name": "selfhost.stack.app", "tasks_from": "validate"}}]}]))
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_FORCE_COLOR="0",
-               ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"))
-    run = subprocess.run(["ansible-playbook", "-i", str(work / "hosts.yml"), str(work / "validate.yml")],
-                         cwd=work, env=env, capture_output=True, text=True, timeout=300, check=False)
-    result = json.loads(run.stdout)
-    failures = {host: res.get("msg", "") for task in result["plays"][0]["tasks"]
-                for host, res in task["hosts"].items() if res.get("failed")}
-    return failures
+    inventory = {"all": {"hosts": hosts, "vars": {"app_db_password": "unit-db", "app_redis_password": "unit-redis"}}}
+    return run_validate(tmp_path_factory.mktemp("app-trusted-proxies"), "app", inventory)[0]
 
 
 @pytest.mark.parametrize("case", sorted(BAD))

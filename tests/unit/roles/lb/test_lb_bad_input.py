@@ -4,16 +4,8 @@ on the lb hosts before any change anywhere), with a message naming the variable.
 One ansible-playbook run (json callback, connection local): every case is a host of its own.
 """
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-import yaml
-
-ROOT = Path(__file__).resolve().parents[4]
+from validate_entry_point import run_validate
 
 CASES = {
     "backend-not-in-inventory": ({"lb_backends": ["web1", "ghost"]}, ["lb_backends", "ghost"]),
@@ -37,30 +29,12 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    work = tmp_path_factory.mktemp("lb-bad-input")
     hosts = {f"case-{name}": extra for name, (extra, _) in CASES.items()}
     hosts["case-good"] = {}
-    inventory = {"all": {
-        "children": {"lb": {"hosts": hosts}, "app": {"hosts": {"web1": {}, "web2": {"proxy_tls_mode": "none"}}},
-                     "elsewhere": {"hosts": {"web-tls": {"proxy_tls_mode": "acme"}, "web-8080": {"app_http_port": 8080}}}},
-        "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}
-    (work / "hosts.yml").write_text(yaml.safe_dump(inventory))
-    (work / "validate.yml").write_text(yaml.safe_dump([{
-        "name": "Validate", "hosts": "lb", "gather_facts": False,
-        "tasks": [{"name": "Validate the lb role's inputs",
-                   "ansible.builtin.include_role": {"name": "selfhost.stack.lb", "tasks_from": "validate"}}]}]))
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_FORCE_COLOR="0",
-               ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"))
-    run = subprocess.run(["ansible-playbook", "-i", str(work / "hosts.yml"), str(work / "validate.yml")],
-                         cwd=work, env=env, capture_output=True, text=True, timeout=300, check=False)
-    result = json.loads(run.stdout)
-    failures = {}
-    for task in result["plays"][0]["tasks"]:
-        for host, res in task["hosts"].items():
-            if res.get("failed"):
-                items = " ".join(r.get("msg", "") for r in res.get("results", []) if r.get("failed"))
-                failures[host] = " ".join([res.get("msg", ""), items, json.dumps(res.get("argument_errors", ""))])
-    return failures, result["stats"]
+    inventory = {"all": {"children": {
+        "lb": {"hosts": hosts}, "app": {"hosts": {"web1": {}, "web2": {"proxy_tls_mode": "none"}}},
+        "elsewhere": {"hosts": {"web-tls": {"proxy_tls_mode": "acme"}, "web-8080": {"app_http_port": 8080}}}}}}
+    return run_validate(tmp_path_factory.mktemp("lb-bad-input"), "lb", inventory, hosts="lb")
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -4,16 +4,9 @@ with it) is checked in its `validate` entry point, with a message naming the var
 One ansible-playbook run (json callback, connection local): every case is a host of its own.
 """
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-import yaml
+from validate_entry_point import run_validate
 
-ROOT = Path(__file__).resolve().parents[4]
 HAPROXY = {"proxy_tls_mode": "acme", "proxy_domains": ["shop.example.com"], "proxy_server": "haproxy",
            "proxy_name": "shop-lb", "proxy_tls_dir": "/etc/haproxy/tls", "proxy_tls_bundle": "/etc/haproxy/tls/haproxy.pem",
            "proxy_reload_command": ["/usr/local/sbin/selfhost-lb", "reload"],
@@ -32,27 +25,10 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def failures(tmp_path_factory):
-    work = tmp_path_factory.mktemp("proxy-input")
     hosts = {f"case-{name}": dict(HAPROXY, **extra) for name, (extra, _) in CASES.items()}
     hosts["case-good-haproxy"] = dict(HAPROXY)
     hosts["case-good-nginx"] = {"proxy_tls_mode": "acme", "proxy_domains": ["shop.example.com"]}
-    inventory = {"all": {"hosts": hosts,
-                         "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}
-    (work / "hosts.yml").write_text(yaml.safe_dump(inventory))
-    (work / "validate.yml").write_text(yaml.safe_dump([{
-        "name": "Validate", "hosts": "all", "gather_facts": False,
-        "tasks": [{"name": "Validate the proxy role's inputs",
-                   "ansible.builtin.include_role": {"name": "selfhost.stack.proxy", "tasks_from": "validate"}}]}]))
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_FORCE_COLOR="0",
-               ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"))
-    run = subprocess.run(["ansible-playbook", "-i", str(work / "hosts.yml"), str(work / "validate.yml")],
-                         cwd=work, env=env, capture_output=True, text=True, timeout=300, check=False)
-    found = {}
-    for task in json.loads(run.stdout)["plays"][0]["tasks"]:
-        for host, res in task["hosts"].items():
-            if res.get("failed"):
-                found[host] = res.get("msg", "") + json.dumps(res.get("argument_errors", ""))
-    return found
+    return run_validate(tmp_path_factory.mktemp("proxy-input"), "proxy", {"all": {"hosts": hosts}})[0]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
