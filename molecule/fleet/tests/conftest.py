@@ -70,6 +70,11 @@ def haproxy_process(host):
     return master, worker
 
 
+def server_sessions(host, server):
+    """Connections HAProxy has sent to one app host since it started (`show stat` stot)."""
+    return int(haproxy(host, "show stat").split(f"app_hosts,{server},")[1].split(",")[5])
+
+
 def server_states(host):
     """{server: (health 0-3, admin bits)} of the app hosts' backend."""
     out = haproxy(host, "show servers state app_hosts").splitlines()

@@ -13,15 +13,12 @@ import uuid
 import pytest
 
 from conftest import (APP1, APP2, DB, DOMAIN, LB, LB_CURL, ROOT_PEM, haproxy, haproxy_process, https_load, lb_api,
-                      server_states)
+                      server_sessions, server_states)
 from testlib import LbWatch, api, recap, run_playbook, window
 
 WRITTEN = []
-# HAProxy's connect timeout (lb_connect_timeout_ms): a request sent to a dead app host waits this
-# long before it goes to another one. Latency targets (p99 against steady state) are figures of
-# benchmarks/lb.py, not assertions here: the controller, the load generator and four test hosts
-# share this machine's two cores.
-CONNECT_TIMEOUT_MS = 1000
+# Latency targets (p99 against steady state) are figures of benchmarks/lb.py, not assertions here:
+# the controller, the load generator and four test hosts share this machine's two cores.
 # Where latency is reported, ansible-playbook runs at a lower priority and the load generator at
 # a higher one (as benchmarks/ does).
 CONTROLLER_NICE, CLIENT_NICE = 10, -5
@@ -239,7 +236,10 @@ def test_a_killed_app_host_leaves_rotation_at_once_and_comes_back(hosts, pebble_
             time.sleep(5)
             killed = time.time()
             subprocess.run(["docker", "kill", APP2], check=True, capture_output=True, timeout=60)
-            time.sleep(15)
+            time.sleep(3)
+            sent_after_3s = server_sessions(hosts[LB], APP2)
+            time.sleep(12)
+            sent_while_dead = server_sessions(hosts[LB], APP2) - sent_after_3s
             restarted = time.time()
             subprocess.run(["docker", "start", APP2], check=True, capture_output=True, timeout=60)
             deadline = time.monotonic() + 240
@@ -253,19 +253,21 @@ def test_a_killed_app_host_leaves_rotation_at_once_and_comes_back(hosts, pebble_
     ejected, healthy, readmitted = watch.ejected_at(killed), watch.healthy_at(restarted), watch.readmitted_at(restarted)
     after_kill = window(figures, killed + 3, restarted)
     report = dict(eject_s=ejected and ejected - killed, readmit_s=readmitted and healthy and readmitted - healthy,
-                  after_kill=latency(after_kill, steady), failed=figures["first_failures"])
+                  sent_to_dead_host_from_3s=sent_while_dead, after_kill=latency(after_kill, steady),
+                  failed=figures["first_failures"])
     print("app host killed:", report)
     assert figures["failed"] == 0, report
     assert ejected is not None and ejected - killed <= 3.0, report
-    # Out of rotation: from 3 s after the kill no client waits on the dead host's connect timeout.
-    assert after_kill["requests"] > 300 and after_kill["max_ms"] < CONNECT_TIMEOUT_MS, report
+    # Out of rotation: from 3 s after the kill HAProxy sends the dead host nothing, so no client
+    # waits on its connect timeout (lb_connect_timeout_ms). Counted by HAProxy, not read from the
+    # clients' latency: on two shared cores one request 3 s after the kill took 1080 ms anyway.
+    assert after_kill["requests"] > 300 and sent_while_dead == 0, report
     assert healthy is not None and readmitted is not None and readmitted - healthy <= 5.0, report
     # Back in rotation means it takes requests again.
-    before = int(haproxy(hosts[LB], "show stat").split(f"app_hosts,{APP2},")[1].split(",")[5])
+    before = server_sessions(hosts[LB], APP2)
     for _ in range(6):
         lb_api(hosts, "GET", "/api/health")
-    after = int(haproxy(hosts[LB], "show stat").split(f"app_hosts,{APP2},")[1].split(",")[5])
-    assert after > before, (before, after)
+    assert server_sessions(hosts[LB], APP2) > before, before
 
 
 def test_every_item_written_before_is_still_there(hosts):

@@ -110,6 +110,28 @@ def scan_with_testssl(work):
     return findings, output
 
 
+def resumed_session(address, tries=3):
+    """The protocol of a TLS session resumed from a first connection's (OpenSSL's "Reused, TLSv1.3"),
+    or None. The first client stays connected for a second: a TLS 1.3 server sends its session
+    ticket after the handshake, and a client that leaves at once may never read it."""
+    for _ in range(tries):
+        with tempfile.NamedTemporaryFile(prefix="selfhost-session-") as session:
+            base = ["openssl", "s_client", "-connect", f"{address}:443", "-servername", DOMAIN]
+            subprocess.run(f"sleep 1 | {' '.join(base)} -sess_out {session.name}", shell=True,
+                           capture_output=True, timeout=60, check=False)
+            second = subprocess.run([*base, "-sess_in", session.name], stdin=subprocess.DEVNULL,
+                                    capture_output=True, text=True, timeout=60, check=False)
+        reused = re.search(r"^Reused, (TLSv[\d.]+)", second.stdout, re.MULTILINE)
+        if reused:
+            return reused.group(1)
+    return None
+
+
+def test_sessions_resume_over_tls13_from_the_servers_cache(host):
+    """ssl_session_tickets off keeps no ticket key in Nginx, yet clients resume from its cache."""
+    assert resumed_session(host_address()) == "TLSv1.3"
+
+
 def test_testssl_finds_nothing_the_proxy_readme_does_not_explain(host):
     """One full testssl.sh scan of the HTTPS edge from this machine, as an auditor would run it."""
     work = Path(tempfile.mkdtemp(prefix="selfhost-testssl-"))
@@ -122,6 +144,12 @@ def test_testssl_finds_nothing_the_proxy_readme_does_not_explain(host):
         if not any(f["severity"] == "WARN" for f in findings):
             break
         findings, output = scan_with_testssl(work)
+    # testssl calls its resumption check failed ("connect problem") when the resuming openssl exits
+    # non-zero, having no certificate in a resumed handshake to tell that it connected: all three
+    # scans of one busy suite. The direct check above decides instead, as its own test does.
+    if resumed_session(host_address()):
+        findings = [f for f in findings if not (f["id"].startswith("sessionresumption_") and f["severity"] == "WARN"
+                                                and "connect problem" in f["finding"])]
     by_id = {f["id"]: f for f in findings}
     # The scan reached the server and ran every section asked for.
     for finding_id in ("TLS1_3", "cipher_order", "cert_chain_of_trust", "HSTS_time", "X-Content-Type-Options",
