@@ -299,22 +299,3 @@ def test_quick_successive_changes_each_restart_docker(host):
         converge()
     assert docker_starts_since(host, cursor) == 4
     assert host.service("docker").is_running
-
-
-def test_swarm_node_turns_live_restore_off(host):
-    # README "Swarm nodes": with the defaults the daemon refuses swarm mode...
-    refused = host.run("docker swarm init --advertise-addr eth0")
-    assert refused.rc != 0
-    assert "live-restore" in refused.stderr, refused.stderr
-    try:
-        # ...and docker_daemon_options with live-restore false lets it in, the other defaults kept.
-        converge("--extra-vars", '{"selfhost_docker_extra_options": {"live-restore": false}}')
-        config = daemon_json(host)
-        assert config["live-restore"] is False
-        assert config["no-new-privileges"] is True and config["icc"] is False and config["userland-proxy"] is False
-        host.check_output("docker swarm init --advertise-addr eth0")
-        assert host.check_output("docker info --format '{{.Swarm.LocalNodeState}}'") == "active"
-    finally:
-        host.run("docker swarm leave --force")
-        converge()
-    assert daemon_json(host)["live-restore"] is True

@@ -71,8 +71,9 @@ class PlaybookRun:
         return self.result["stats"][host]
 
 
-def run_playbook(work, playbook, hosts, extra_args=()):
-    """Run `playbook` in --check --diff mode against `hosts` (name: host vars) in directory `work`."""
+def run_playbook(work, playbook, hosts, extra_args=(), groups=None):
+    """Run `playbook` in --check --diff mode against `hosts` (name: host vars) in directory `work`;
+    `groups` maps inventory group names to their hosts' names."""
     inventory = {
         "all": {
             "hosts": {
@@ -82,7 +83,8 @@ def run_playbook(work, playbook, hosts, extra_args=()):
                     **host_vars,
                 }
                 for name, host_vars in hosts.items()
-            }
+            },
+            "children": {group: {"hosts": dict.fromkeys(members)} for group, members in (groups or {}).items()},
         }
     }
     (work / "inventory.yml").write_text(yaml.safe_dump(inventory))

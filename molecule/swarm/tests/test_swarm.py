@@ -1,0 +1,112 @@
+"""The docker role forms a swarm from the inventory groups: one manager, two workers.
+
+Tests run in file order and share the one swarm.
+"""
+
+import json
+import os
+import time
+
+from conftest import MANAGER, NODES, WORKER1, WORKER2, node, node_id
+from testlib import recap, run_playbook
+
+CONVERGE = os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "converge.yml")
+PROBE_IMAGE = "selfhost-registry:5000/selfhost/demo-frontend:v1"
+
+
+def wait_for(condition, seconds=120, step=1.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(step)
+    return condition()
+
+
+def test_every_host_is_a_node_in_the_role_its_group_gives(hosts):
+    manager = hosts[MANAGER]
+    listed = {n["ID"]: n for n in (json.loads(line) for line in
+                                    manager.check_output("docker node ls --format '{{json .}}'").splitlines())}
+    assert sorted(listed) == sorted(node_id(hosts[name]) for name in NODES)
+    assert all(n["Status"] == "Ready" and n["Availability"] == "Active" for n in listed.values()), listed
+    assert node(manager, hosts[MANAGER])["Spec"]["Role"] == "manager"
+    assert node(manager, hosts[MANAGER])["ManagerStatus"]["Leader"] is True
+    for worker in (WORKER1, WORKER2):
+        assert node(manager, hosts[worker])["Spec"]["Role"] == "worker"
+
+
+def test_node_labels_are_the_inventorys(hosts):
+    manager = hosts[MANAGER]
+    assert node(manager, hosts[WORKER1])["Spec"]["Labels"] == {"selfhost.data": "true", "selfhost.zone": "a"}
+    assert node(manager, hosts[WORKER2])["Spec"].get("Labels") in ({}, None)
+
+
+def test_live_restore_is_off_and_the_other_defaults_stay(hosts):
+    for name in NODES:
+        daemon = json.loads(hosts[name].file("/etc/docker/daemon.json").content_string)
+        assert daemon["live-restore"] is False, name
+        assert daemon["log-driver"] == "local" and daemon["no-new-privileges"] is True, daemon
+        assert daemon["insecure-registries"] == ["selfhost-registry:5000"]
+        assert hosts[name].check_output("docker info --format '{{.LiveRestoreEnabled}}'") == "false"
+
+
+def test_a_service_spreads_over_the_workers_and_answers_on_each(hosts):
+    """Overlay network, dnsrr endpoint and host-mode ports (this kernel has no IPVS for the
+    routing mesh): one task per worker, each answering on its own node, and reaching the other
+    task across the overlay by name."""
+    manager = hosts[MANAGER]
+    manager.run("docker service rm selfhost-probe; docker network rm selfhost-probe-net")
+    manager.check_output("docker network create --driver overlay --attachable selfhost-probe-net")
+    try:
+        manager.check_output(
+            "docker service create --detach --name selfhost-probe --replicas 2 --endpoint-mode dnsrr"
+            " --network selfhost-probe-net --constraint node.role==worker --replicas-max-per-node 1"
+            " --publish mode=host,target=8080,published=18080 %s", PROBE_IMAGE)
+        running = wait_for(lambda: sorted(manager.check_output(
+            "docker service ps selfhost-probe --filter desired-state=running --format '{{.Node}} {{.CurrentState}}'"
+        ).splitlines()) if manager.check_output(
+            "docker service ls --filter name=selfhost-probe --format '{{.Replicas}}'") == "2/2" else None)
+        assert running, manager.check_output("docker service ps --no-trunc selfhost-probe")
+        nodes = {line.split()[0] for line in running}
+        assert len(nodes) == 2, running
+        for worker in (WORKER1, WORKER2):
+            assert hosts[worker].check_output("curl -fsS -o /dev/null -w '%%{http_code}' http://127.0.0.1:18080/healthz") == "200"
+        # Over the overlay: from worker1's task to every task by the service's DNS name.
+        task = hosts[WORKER1].check_output("docker ps -q --filter label=com.docker.swarm.service.name=selfhost-probe")
+        addresses = hosts[WORKER1].check_output(
+            "docker exec %s getent ahostsv4 tasks.selfhost-probe | awk '{print $1}' | sort -u", task).split()
+        assert len(addresses) == 2, addresses
+        for address in addresses:
+            assert hosts[WORKER1].check_output(
+                "docker exec %s curl -fsS -o /dev/null -w '%%{http_code}' http://%s:8080/healthz", task, address) == "200"
+    finally:
+        manager.run("docker service rm selfhost-probe")
+        wait_for(lambda: manager.run("docker network rm selfhost-probe-net").rc == 0, seconds=60)
+
+
+def test_a_node_that_left_joins_again_and_no_join_token_is_printed(hosts):
+    """worker2 leaves the swarm and is removed from it; a label is added to worker1 by hand. A
+    plain run with -vvv puts both back, and its output holds neither join token."""
+    manager = hosts[MANAGER]
+    gone = node_id(hosts[WORKER2])
+    hosts[WORKER2].check_output("docker swarm leave")
+    assert wait_for(lambda: manager.run("docker node rm %s", gone).rc == 0, seconds=60)
+    manager.check_output("docker node update --label-add by-hand=1 %s", node_id(hosts[WORKER1]))
+    tokens = [manager.check_output("docker swarm join-token -q %s", kind) for kind in ("worker", "manager")]
+
+    run = run_playbook(CONVERGE, "-vvv")
+    assert run.returncode == 0, run.output[-4000:]
+    for token in tokens:
+        assert token not in run.output
+    assert recap(run.output, WORKER2)["changed"] > 0
+    assert hosts[WORKER2].check_output("docker info --format '{{.Swarm.LocalNodeState}}'") == "active"
+    assert node(manager, hosts[WORKER2])["Spec"]["Role"] == "worker"
+    assert node(manager, hosts[WORKER1])["Spec"]["Labels"] == {"selfhost.data": "true", "selfhost.zone": "a"}
+
+
+def test_a_check_mode_run_changes_nothing(hosts):
+    run = run_playbook(CONVERGE, "--check", "--diff")
+    assert run.returncode == 0, run.output[-4000:]
+    for name in NODES:
+        assert recap(run.output, name)["changed"] == 0, run.output[-4000:]
