@@ -63,10 +63,11 @@ def test_a_service_spreads_over_the_workers_and_answers_on_each(hosts):
             "docker service create --detach --name selfhost-probe --replicas 2 --endpoint-mode dnsrr"
             " --network selfhost-probe-net --constraint node.role==worker --replicas-max-per-node 1"
             " --publish mode=host,target=8080,published=18080 %s", PROBE_IMAGE)
-        running = wait_for(lambda: sorted(manager.check_output(
-            "docker service ps selfhost-probe --filter desired-state=running --format '{{.Node}} {{.CurrentState}}'"
-        ).splitlines()) if manager.check_output(
-            "docker service ls --filter name=selfhost-probe --format '{{.Replicas}}'") == "2/2" else None)
+        def running_tasks():
+            tasks = manager.check_output("docker service ps selfhost-probe --filter desired-state=running"
+                                         " --format '{{.Node}} {{.CurrentState}}'").splitlines()
+            return tasks if len(tasks) == 2 and all(" Running " in t for t in tasks) else None
+        running = wait_for(running_tasks)
         assert running, manager.check_output("docker service ps --no-trunc selfhost-probe")
         nodes = {line.split()[0] for line in running}
         assert len(nodes) == 2, running
