@@ -72,7 +72,7 @@ def test_a_service_spreads_over_the_workers_and_answers_on_each(hosts):
         nodes = {line.split()[0] for line in running}
         assert len(nodes) == 2, running
         for worker in (WORKER1, WORKER2):
-            assert hosts[worker].check_output("curl -fsS -o /dev/null -w '%%{http_code}' http://127.0.0.1:18080/healthz") == "200"
+            assert hosts[worker].check_output("curl -fsS -o /dev/null -w '%{http_code}' http://127.0.0.1:18080/healthz") == "200"
         # Over the overlay: from worker1's task to every task by the service's DNS name.
         task = hosts[WORKER1].check_output("docker ps -q --filter label=com.docker.swarm.service.name=selfhost-probe")
         addresses = hosts[WORKER1].check_output(
