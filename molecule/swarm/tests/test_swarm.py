@@ -106,6 +106,20 @@ def test_a_node_that_left_joins_again_and_no_join_token_is_printed(hosts):
     assert node(manager, hosts[WORKER1])["Spec"]["Labels"] == {"selfhost.data": "true", "selfhost.zone": "a"}
 
 
+def test_a_swarm_node_left_out_of_the_groups_is_refused_before_its_daemon_breaks(hosts):
+    """The manager run as a host of no swarm group: the role would write the default live-restore,
+    with which a daemon in a swarm never starts again. It stops before, naming the groups."""
+    manager = hosts[MANAGER]
+    before = manager.file("/etc/docker/daemon.json").sha256sum
+    run = run_playbook(CONVERGE, "--limit", MANAGER, "-e", '{"docker_swarm_managers_group": "nobody"}')
+    assert run.returncode != 0
+    assert "is a swarm node (state active)" in run.output and "docker_swarm_managers_group (nobody)" in run.output, \
+        run.output[-3000:]
+    assert recap(run.output, MANAGER)["changed"] == 0
+    assert manager.file("/etc/docker/daemon.json").sha256sum == before
+    assert manager.check_output("docker info --format '{{.Swarm.LocalNodeState}}'") == "active"
+
+
 def test_a_check_mode_run_changes_nothing(hosts):
     run = run_playbook(CONVERGE, "--check", "--diff")
     assert run.returncode == 0, run.output[-4000:]
