@@ -39,6 +39,24 @@ FAKE_FACTS_TASK = """
 """
 
 
+# The docker role's `validate` entry point (what playbooks run before any change) after the fake facts.
+VALIDATE_PLAYBOOK = (
+    """
+- name: Validate the input with the docker role's validate entry point
+  hosts: all
+  gather_facts: false
+  tasks:
+"""
+    + FAKE_FACTS_TASK
+    + """
+    - name: Validate the docker role's inputs
+      ansible.builtin.include_role:
+        name: selfhost.stack.docker
+        tasks_from: validate
+"""
+)
+
+
 def fake_facts(distribution, version, architecture, release, service_mgr="systemd"):
     return {
         "distribution": distribution,

@@ -8,7 +8,7 @@ same input.
 
 import pytest
 
-from docker_playbook import FAKE_FACTS_TASK, fake_facts, run_playbook
+from docker_playbook import FAKE_FACTS_TASK, VALIDATE_PLAYBOOK, fake_facts, run_playbook
 
 DEBIAN12 = fake_facts("Debian", "12", "x86_64", "bookworm")
 DEBIAN13 = fake_facts("Debian", "13", "x86_64", "trixie")
@@ -24,22 +24,6 @@ PLAYBOOK = (
     + """
   roles:
     - role: selfhost.stack.docker
-"""
-)
-
-VALIDATE_PLAYBOOK = (
-    """
-- name: Validate bad input with the docker role's validate entry point
-  hosts: all
-  gather_facts: false
-  tasks:
-"""
-    + FAKE_FACTS_TASK
-    + """
-    - name: Validate the docker role's inputs
-      ansible.builtin.include_role:
-        name: selfhost.stack.docker
-        tasks_from: validate
 """
 )
 

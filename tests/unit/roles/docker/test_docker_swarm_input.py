@@ -6,25 +6,9 @@ Each case is a swarm of its own: its hosts name their own manager and worker gro
 
 import pytest
 
-from docker_playbook import FAKE_FACTS_TASK, fake_facts, run_playbook
+from docker_playbook import VALIDATE_PLAYBOOK, fake_facts, run_playbook
 
 DEBIAN13 = fake_facts("Debian", "13", "x86_64", "trixie")
-
-VALIDATE_PLAYBOOK = (
-    """
-- name: Validate swarm input with the docker role's validate entry point
-  hosts: all
-  gather_facts: false
-  tasks:
-"""
-    + FAKE_FACTS_TASK
-    + """
-    - name: Validate the docker role's inputs
-      ansible.builtin.include_role:
-        name: selfhost.stack.docker
-        tasks_from: validate
-"""
-)
 
 # case: (hosts of its managers group, hosts of its workers group, extra vars, host to look at, message parts).
 # The groups are named after the first host's prefix: <prefix>-managers, <prefix>-workers.
