@@ -71,3 +71,27 @@ def test_a_lookup_that_fails_keeps_the_address_the_live_pools_have(tmp_path, mon
                          timeout=30).stdout
     assert "    server 10.9.8.7:8000 max_fails=0; # gone-for-a-moment.invalid" in out.splitlines()
     assert "down;" not in out
+
+
+def test_every_address_a_name_had_is_kept_while_it_does_not_resolve(tmp_path):
+    """A Swarm service name resolves to every task: all of them stay in the pool through a
+    failed lookup, each once."""
+    if not shutil.which("getent"):
+        pytest.skip("getent is not installed")
+    pools = tmp_path / "upstreams.pools"
+    pools.write_text("upstream api_pool {\n    server api.invalid:8000 max_fails=0;\n}\n")
+    live = tmp_path / "live"
+    live.mkdir()
+    (live / "upstreams.conf").write_text(
+        "upstream api_pool {\n"
+        "    server 10.0.1.7:8000 max_fails=0; # api.invalid\n"
+        "    server 10.0.1.5:8000 max_fails=0; # api.invalid\n"
+        "    server 10.0.1.5:8000 max_fails=0; # api.invalid\n"
+        "    server 10.0.1.9:9000 max_fails=0; # api.invalid\n"
+        "}\n")
+    env = {"SELFHOST_NGINX_POOLS": str(pools), "SELFHOST_NGINX_LIVE_DIR": str(live), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(["sh", str(SCRIPT), "--render"], env=env, capture_output=True, text=True, check=True,
+                         timeout=30).stdout
+    servers = [line.strip() for line in out.splitlines() if line.strip().startswith("server ")]
+    assert servers == ["server 10.0.1.5:8000 max_fails=0; # api.invalid",
+                       "server 10.0.1.7:8000 max_fails=0; # api.invalid"]
