@@ -63,3 +63,14 @@ def start_host(host, image, *docker_args):
 
 def remove_host(host):
     subprocess.run(["docker", "rm", "-fv", host], capture_output=True, check=False)
+
+
+def summary(figures):
+    """The headline figures of a load run."""
+    keys = ("requests", "failed", "p50_ms", "p99_ms", "max_ms")
+    return {k: figures[k] for k in keys if k in figures}
+
+
+def show(label, figures, extra=""):
+    print(f"{label:<40} failed {figures['failed']:>4}/{figures['requests']:<5} p50 {figures['p50_ms']:>7} ms"
+          f"  p99 {figures['p99_ms']:>7} ms{extra}")

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import ROOT, fleet_inventory, pebble_root, point_name_at, remove_host, start_host
+from benchlib import ROOT, fleet_inventory, pebble_root, point_name_at, remove_host, show, start_host, summary
 
 sys.path.insert(0, str(ROOT / "molecule" / "shared"))
 from testlib import Load, LbWatch, run_playbook, window  # noqa: E402
@@ -44,16 +44,6 @@ def load(root, rate, **kwargs):
 
 def playbook(inventory, name, *args):
     return run_playbook(name, *args, inventory=inventory, nice=OPTIONS["controller_nice"])
-
-
-def summary(figures):
-    keys = ("requests", "failed", "p50_ms", "p99_ms", "max_ms")
-    return {k: figures[k] for k in keys if k in figures}
-
-
-def show(label, figures, extra=""):
-    print(f"{label:<40} failed {figures['failed']:>4}/{figures['requests']:<5} p50 {figures['p50_ms']:>7} ms"
-          f"  p99 {figures['p99_ms']:>7} ms{extra}")
 
 
 def steady_state(root, rate, seconds=30):

@@ -1,17 +1,18 @@
 """The docker role forms a swarm from the inventory groups: one manager, two workers.
 
-Tests run in file order and share the one swarm.
+Tests run in file order and share the one swarm, after test_app_swarm.py: the demo stack runs
+on it (which shows overlay networks, dnsrr endpoints and host-mode ports at work), and the runs
+here keep it as those tests left it (conftest.APP_STATE).
 """
 
 import json
 import os
 import time
 
-from conftest import MANAGER, NODES, WORKER1, WORKER2, node, node_id
+from conftest import APP_STATE, MANAGER, NODES, WORKER1, WORKER2, node, node_id
 from testlib import recap, run_playbook
 
 CONVERGE = os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "converge.yml")
-PROBE_IMAGE = "selfhost-registry:5000/selfhost/demo-frontend:v1"
 
 
 def wait_for(condition, seconds=120, step=1.0):
@@ -51,41 +52,6 @@ def test_live_restore_is_off_and_the_other_defaults_stay(hosts):
         assert hosts[name].check_output("docker info --format '{{.LiveRestoreEnabled}}'") == "false"
 
 
-def test_a_service_spreads_over_the_workers_and_answers_on_each(hosts):
-    """Overlay network, dnsrr endpoint and host-mode ports (this kernel has no IPVS for the
-    routing mesh): one task per worker, each answering on its own node, and reaching the other
-    task across the overlay by name."""
-    manager = hosts[MANAGER]
-    manager.run("docker service rm selfhost-probe; docker network rm selfhost-probe-net")
-    manager.check_output("docker network create --driver overlay --attachable selfhost-probe-net")
-    try:
-        manager.check_output(
-            "docker service create --detach --name selfhost-probe --replicas 2 --endpoint-mode dnsrr"
-            " --network selfhost-probe-net --constraint node.role==worker --replicas-max-per-node 1"
-            " --publish mode=host,target=8080,published=18080 %s", PROBE_IMAGE)
-        def running_tasks():
-            tasks = manager.check_output("docker service ps selfhost-probe --filter desired-state=running"
-                                         " --format '{{.Node}} {{.CurrentState}}'").splitlines()
-            return tasks if len(tasks) == 2 and all(" Running " in t for t in tasks) else None
-        running = wait_for(running_tasks)
-        assert running, manager.check_output("docker service ps --no-trunc selfhost-probe")
-        nodes = {line.split()[0] for line in running}
-        assert len(nodes) == 2, running
-        for worker in (WORKER1, WORKER2):
-            assert hosts[worker].check_output("curl -fsS -o /dev/null -w '%{http_code}' http://127.0.0.1:18080/healthz") == "200"
-        # Over the overlay: from worker1's task to every task by the service's DNS name.
-        task = hosts[WORKER1].check_output("docker ps -q --filter label=com.docker.swarm.service.name=selfhost-probe")
-        addresses = hosts[WORKER1].check_output(
-            "docker exec %s getent ahostsv4 tasks.selfhost-probe | awk '{print $1}' | sort -u", task).split()
-        assert len(addresses) == 2, addresses
-        for address in addresses:
-            assert hosts[WORKER1].check_output(
-                "docker exec %s curl -fsS -o /dev/null -w '%%{http_code}' http://%s:8080/healthz", task, address) == "200"
-    finally:
-        manager.run("docker service rm selfhost-probe")
-        wait_for(lambda: manager.run("docker network rm selfhost-probe-net").rc == 0, seconds=60)
-
-
 def test_a_node_that_left_joins_again_and_no_join_token_is_printed(hosts):
     """worker2 leaves the swarm and is removed from it; a label is added to worker1 by hand. A
     plain run with -vvv puts both back, and its output holds neither join token."""
@@ -96,7 +62,7 @@ def test_a_node_that_left_joins_again_and_no_join_token_is_printed(hosts):
     manager.check_output("docker node update --label-add by-hand=1 %s", node_id(hosts[WORKER1]))
     tokens = [manager.check_output("docker swarm join-token -q %s", kind) for kind in ("worker", "manager")]
 
-    run = run_playbook(CONVERGE, "-vvv")
+    run = run_playbook(CONVERGE, "-vvv", *APP_STATE)
     assert run.returncode == 0, run.output[-4000:]
     for token in tokens:
         assert token not in run.output
@@ -111,7 +77,7 @@ def test_a_swarm_node_left_out_of_the_groups_is_refused_before_its_daemon_breaks
     with which a daemon in a swarm never starts again. It stops before, naming the groups."""
     manager = hosts[MANAGER]
     before = manager.file("/etc/docker/daemon.json").sha256sum
-    run = run_playbook(CONVERGE, "--limit", MANAGER, "-e", '{"docker_swarm_managers_group": "nobody"}')
+    run = run_playbook(CONVERGE, "--limit", MANAGER, "-e", '{"docker_swarm_managers_group": "nobody"}', *APP_STATE)
     assert run.returncode != 0
     assert "is a swarm node (state active)" in run.output and "docker_swarm_managers_group (nobody)" in run.output, \
         run.output[-3000:]
@@ -121,7 +87,7 @@ def test_a_swarm_node_left_out_of_the_groups_is_refused_before_its_daemon_breaks
 
 
 def test_a_check_mode_run_changes_nothing(hosts):
-    run = run_playbook(CONVERGE, "--check", "--diff")
+    run = run_playbook(CONVERGE, "--check", "--diff", *APP_STATE)
     assert run.returncode == 0, run.output[-4000:]
     for name in NODES:
         assert recap(run.output, name)["changed"] == 0, run.output[-4000:]
