@@ -38,8 +38,9 @@ APP_CASES = {
     "app-trusted-and-forwarded-proto": {"app_trusted_proxies": ["10.0.0.5"], "app_trust_forwarded_proto": True},
 }
 # Two routed services, as the app role's vars would give them (app_model, app_plan).
-APP_VARS = {"app_name": "demo", "app_project_dir": "/opt/demo", "app_tls_enabled": False, "app_domains": [],
-            "app_https_port": 443, "app_client_max_body_size": "10m", "app_trust_forwarded_proto": False,
+APP_VARS = {"app_name": "demo", "app_project_dir": "/opt/demo", "app_engine": "compose", "app_tls_enabled": False,
+            "app_domains": [], "app_https_port": 443, "app_client_max_body_size": "10m",
+            "app_trust_forwarded_proto": False,
             "app_model_here": ["backend", "frontend"],
             "app_model": {"backend": {"routes": [{"path": "/api/", "websocket": False}]},
                           "frontend": {"routes": [{"path": "/", "websocket": False}]}},
