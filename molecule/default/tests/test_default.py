@@ -91,9 +91,11 @@ def test_nginx_access_log_goes_to_docker_logs(host):
     probe = uuid.uuid4().hex
     host.check_output("curl -s -o /dev/null 'http://127.0.0.1/api/health?probe=%s'", probe)
     assert probe in host.check_output("docker logs --tail 50 demo-nginx-1 2>&1")
-    # Nothing of it lands in the tmpfs that counts against the container's memory.
+    # Nothing of it lands in the tmpfs that counts against the container's memory. (Nginx's
+    # notices from reloads do, a few hundred bytes each: under load there are more of them.)
+    assert host.run("docker exec demo-nginx-1 grep -rqs %s /var/log/nginx", probe).rc == 1
     size = host.check_output("docker exec demo-nginx-1 sh -c 'du -sk /var/log/nginx | cut -f1'")
-    assert int(size) <= 4, size
+    assert int(size) <= 64, size
 
 
 def test_no_secret_in_docker_inspect(host, secrets):
