@@ -167,9 +167,12 @@ class SwarmStack(object):
         """Why the running stack is not the rendered one yet ([] when it is)."""
         reasons = []
         counts = self.replicas()
-        for service in doc["services"]:
+        for service, spec in doc["services"].items():
+            wanted = (spec.get("deploy") or {}).get("replicas", 1)
             if service not in counts:
                 reasons.append("%s: not deployed" % service)
+            elif counts[service][1] != wanted:
+                reasons.append("%s: scaled to %d, the stack has %d" % (service, counts[service][1], wanted))
             elif counts[service][0] < counts[service][1]:
                 reasons.append("%s: %d of %d tasks running" % ((service,) + counts[service]))
         for service in sorted(set(counts) - set(doc["services"])):

@@ -188,6 +188,59 @@ def test_a_rotated_secret_reaches_the_backend_without_downtime(hosts):
     assert recap(run.output, MANAGER)["failed"] == 0
 
 
+def psql(host, sql):
+    """Rows of a query in the PostgreSQL task on this node, as its own user."""
+    out = host.check_output(
+        "docker exec $(docker ps -q --filter label=com.docker.swarm.service.name=demo_postgres) "
+        "sh -c 'psql -X -q -A -t -v ON_ERROR_STOP=1 -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -c \"%s\"'" % sql)
+    return out.splitlines()
+
+
+def replicas(manager):
+    return dict(line.split() for line in manager.check_output(
+        "docker stack services demo --format '{{.Name}} {{.Replicas}}'").splitlines())
+
+
+def test_backups_and_a_restore_run_against_the_postgres_task_on_its_node(hosts):
+    """backup_enabled on worker1, the node PostgreSQL is placed on: the timer is there only; a
+    backup is verified by restoring it into a throwaway container on that node; a restore brings
+    back exactly the rows of the backup, with the backend scaled to 0 through the manager meanwhile
+    and back to its 2 replicas, healthy."""
+    manager, worker1 = hosts[MANAGER], hosts[WORKER1]
+    assert worker1.service("selfhost-backup-demo.timer").is_enabled
+    assert not hosts[WORKER2].file("/etc/selfhost-backup/demo.json").exists
+    psql(worker1, "DROP TABLE IF EXISTS swarm_probe; CREATE TABLE swarm_probe (id int);"
+                  " INSERT INTO swarm_probe SELECT generate_series(1, 3)")
+    run = run_playbook("playbooks/backup.yml", "--limit", WORKER1, "-e", "backup_verify=true")
+    assert run.returncode == 0, run.output[-4000:]
+    assert "restores with every table's row count equal to the live database" in run.output
+    assert worker1.file("/var/backups/demo").mode == 0o700
+    assert len(worker1.check_output("ls /var/backups/demo/*.dump").split()) == 1
+
+    psql(worker1, "INSERT INTO swarm_probe VALUES (4), (5)")
+    started = time.time()
+    run = run_playbook("playbooks/restore.yml", "--limit", WORKER1)
+    FIGURES["restore_s"] = round(time.time() - started, 1)
+    assert run.returncode == 0, run.output[-4000:]
+    assert psql(worker1, "SELECT id FROM swarm_probe ORDER BY id") == ["1", "2", "3"]
+    assert "scale" in run.output and recap(run.output, WORKER1)["failed"] == 0
+    assert replicas(manager)["demo_backend"] == "2/2"
+    status, health = api(manager, "GET", "/api/health")
+    assert status == 200 and health["postgres"] == "ok", health
+    # The safety backup of the rows before the restore.
+    assert len(worker1.check_output("ls /var/backups/demo/*.dump").split()) == 2
+
+
+def test_a_service_scaled_down_by_an_interrupted_restore_is_repaired_by_a_plain_deploy(hosts):
+    manager = hosts[MANAGER]
+    manager.check_output("docker service scale --detach=false demo_backend=0")
+    run = run_playbook(CONVERGE, *ONLY_MANAGER, *APP_STATE)
+    assert run.returncode == 0, run.output[-4000:]
+    assert "backend: scaled to 0, the stack has 2" in run.output
+    assert replicas(manager)["demo_backend"] == "2/2"
+    assert served_versions(manager) == {"v2"}
+
+
 def test_a_killed_worker_loses_no_request_and_its_tasks_run_on_the_other(hosts):
     """A worker's whole test host is killed under load (worker2 when it runs a backend task, as
     the data node worker1 holds PostgreSQL and Redis, which cannot move): Swarm runs its backend

@@ -2,7 +2,7 @@
 # Copyright (c) selfhost.stack developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Backups of a Compose stack's PostgreSQL database (installed by the selfhost.stack.backup role).
+"""Backups of a stack's PostgreSQL database (installed by the selfhost.stack.backup role).
 
     selfhost-backup APP run [--no-prune]      back up now (what the systemd service runs)
     selfhost-backup APP list                  backups, newest first, as JSON
@@ -12,8 +12,9 @@
     selfhost-backup APP verify NAME|latest    restore into a throwaway container, compare row counts
 
 APP reads /etc/selfhost-backup/APP.json (written by the role); --config names another file.
-pg_dump and pg_restore run inside the stack's PostgreSQL container (docker compose exec), so
-the host needs no PostgreSQL client. Messages go to stderr (the journal), data to stdout.
+pg_dump and pg_restore run inside the stack's PostgreSQL container, so the host needs no PostgreSQL
+client: the Compose service's container (engine compose), or the task of the Swarm service
+APP_SERVICE that runs on this node (engine swarm). Messages go to stderr (the journal), data to stdout.
 """
 
 import argparse
@@ -113,8 +114,28 @@ def compose(cfg, *args):
     return ["docker", "compose", "--project-directory", cfg["project_dir"], *args]
 
 
+def postgres_container(cfg):
+    """ID of the running PostgreSQL container on this host."""
+    if cfg.get("engine", "compose") == "swarm":
+        service = "%s_%s" % (cfg["app_name"], cfg["service"])
+        cmd = ["docker", "ps", "--quiet", "--filter", "status=running",
+               "--filter", "label=com.docker.swarm.service.name=%s" % service]
+        missing = ("no task of the Swarm service %s runs on this node: back up on the node that runs PostgreSQL "
+                   "(docker service ps %s on a manager shows it)" % (service, service))
+    else:
+        cmd = compose(cfg, "ps", "--quiet", cfg["service"])
+        missing = "the %r service of %s is not running" % (cfg["service"], cfg["project_dir"])
+    ids = run_checked(cmd, "finding the PostgreSQL container", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                      text=True).stdout.split()
+    if not ids:
+        raise BackupError(missing)
+    return ids[0]
+
+
 def in_postgres(cfg, script, *args):
-    """docker compose exec in the PostgreSQL service, stdin attached, no TTY."""
+    """A shell script run in the PostgreSQL container, stdin attached, no TTY."""
+    if cfg.get("engine", "compose") == "swarm":
+        return ["docker", "exec", "-i", postgres_container(cfg), "sh", "-c", script, "sh", *args]
     return compose(cfg, "exec", "-T", cfg["service"], "sh", "-c", script, "sh", *args)
 
 
@@ -249,7 +270,7 @@ def dump(cfg, tmp):
         os.fsync(out.fileno())
     if rc != 0:
         raise BackupError("pg_dump in service %r of %s failed (exit %d), see the messages above"
-                          % (cfg["service"], cfg["project_dir"], rc))
+                          % (cfg["service"], cfg["app_name"], rc))
     with open(tmp, "rb") as f:
         if f.read(5) != b"PGDMP":
             raise BackupError("pg_dump wrote no custom-format archive (%d bytes)" % size)
@@ -492,12 +513,9 @@ def cmd_verify(cfg, args):
         name = resolve(cfg, args.name)
         need_identity(name, args.identity)
         check(cfg, name)
-        live_id = run_checked(compose(cfg, "ps", "--quiet", cfg["service"]), "docker compose ps",
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True).stdout.split()
-        if not live_id:
-            raise BackupError("the %r service of %s is not running" % (cfg["service"], cfg["project_dir"]))
-        image = docker_inspect(live_id[0], "{{.Image}}")
-        env = dict(v.split("=", 1) for v in json.loads(docker_inspect(live_id[0], "{{json .Config.Env}}")) if "=" in v)
+        live_id = postgres_container(cfg)
+        image = docker_inspect(live_id, "{{.Image}}")
+        env = dict(v.split("=", 1) for v in json.loads(docker_inspect(live_id, "{{json .Config.Env}}")) if "=" in v)
         user = env.get("POSTGRES_USER", "postgres")
         database = env.get("POSTGRES_DB", user)
         subprocess.run(["docker", "rm", "--force", "--volumes", container], stdout=subprocess.DEVNULL,
