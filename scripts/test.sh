@@ -129,7 +129,7 @@ run_named_step() {
 # step not listed counts as 600.
 declare -A step_seconds=(
   [molecule:faults]=1380 [molecule:tls]=1330 [molecule:default]=620 [molecule:backup]=720
-  [molecule:fleet]=1200 [molecule:examples]=680 [molecule:docker]=480 [molecule:swarm]=900 [sanity]=90 [unit]=105
+  [molecule:fleet]=1400 [molecule:examples]=680 [molecule:docker]=480 [molecule:swarm]=1300 [sanity]=90 [unit]=105
   [ansible-lint]=80 [molecule:harness]=31 [yamllint]=7 [build]=1
 )
 longest_first() {

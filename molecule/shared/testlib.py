@@ -73,7 +73,7 @@ class Load:
     URL's name to a local port. `timeline` keeps every request in the figures (see `window`)."""
 
     def __init__(self, url, rate=40, max_seconds=600, nice=0, cacert=None, resolve=None, timeline=False,
-                 settle=3):
+                 settle=2):
         self.dir = Path(tempfile.mkdtemp(prefix="selfhost-load-"))
         self.stop_file = self.dir / "stop"
         self.output = self.dir / "load.json"

@@ -128,7 +128,10 @@ class SwarmStack(object):
 
     def context(self, project):
         key_path = os.path.join(self.project_dir, HASH_KEY)
-        key = open(key_path, "rb").read() if os.path.exists(key_path) else None
+        key = None
+        if os.path.exists(key_path):
+            with open(key_path, "rb") as f:
+                key = f.read()
         secret_hashes, owners = {}, {}
         for secret, entry in (project.get("secrets") or {}).items():
             path = os.path.normpath(os.path.join(self.project_dir, entry["file"]))
@@ -193,21 +196,26 @@ class SwarmStack(object):
         os.chmod(pending, 0o640)
         # Detached: the CLI's own wait (--detach=false) also sits out the monitor window of every
         # service the deploy did not change, and waits for ever for a task no node can take.
-        started = time.time()
-        rc, out, err = self.module.run_command(
-            ["timeout", str(timeout), "docker", "stack", "deploy", "--detach=true", "--prune", "--with-registry-auth",
-             "--compose-file", pending, self.name], cwd=self.project_dir)
-        if rc != 0:
-            raise StackError("docker stack deploy failed: %s" % (err or out).strip()[-1500:], failed_check="stack deploy")
-        services = self.wait(started + timeout, started)
-        failed = swarm_update.failures(services)
-        if failed:
-            names = sorted(self.short(s) for s in failed)
-            raise StackError(
-                "Swarm rolled back the update of %s: %s" % (", ".join(names), "; ".join(
-                    "%s: %s (%s)" % (self.short(s), m, self.task_errors(s, wanted[self.short(s)])) for s, m in sorted(failed.items()))),
-                failed_check="swarm update", services=names)
-        rebalanced = self.spread(services, started + timeout)
+        try:
+            started = time.time()
+            rc, out, err = self.module.run_command(
+                ["timeout", str(timeout), "docker", "stack", "deploy", "--detach=true", "--prune", "--with-registry-auth",
+                 "--compose-file", pending, self.name], cwd=self.project_dir)
+            if rc != 0:
+                raise StackError("docker stack deploy failed: %s" % (err or out).strip()[-1500:], failed_check="stack deploy")
+            services = self.wait(started + timeout, started)
+            failed = swarm_update.failures(services)
+            if failed:
+                names = sorted(self.short(s) for s in failed)
+                raise StackError(
+                    "Swarm rolled back the update of %s: %s" % (", ".join(names), "; ".join(
+                        "%s: %s (%s)" % (self.short(s), m, self.task_errors(s, wanted[self.short(s)])) for s, m in sorted(failed.items()))),
+                    failed_check="swarm update", services=names)
+            rebalanced = self.spread(services, started + timeout)
+        except BaseException:
+            # Only a converged stack is kept: stack.yaml stays the last one that was.
+            os.unlink(pending)
+            raise
         os.rename(pending, self.path)
         created = sorted(self.short(s["Spec"]["Name"]) for s in services if s["Spec"]["Name"] not in before)
         return created, rebalanced

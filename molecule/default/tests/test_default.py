@@ -179,7 +179,7 @@ def test_update_under_load_fails_no_request(host):
 
 def test_broken_update_reverts_by_itself_under_load(host):
     with Load(LOAD_URL) as load:
-        result = update("-e", "app_version=broken", "-e", "app_deploy_timeout=30")
+        result = update("-e", "app_version=broken", "-e", "app_deploy_timeout=15")
         figures = load.stop()
     assert result.returncode != 0
     assert f"{HOST}: update to broken failed" in result.output

@@ -179,7 +179,7 @@ def test_update_to_v2_under_load_fails_no_request_and_never_reloads_haproxy(host
 
 def test_broken_update_reverts_the_first_host_and_stops(hosts, pebble_root):
     with https_load(pebble_root) as load:
-        result = run_playbook("playbooks/update.yml", "-e", "app_version=broken", "-e", "app_deploy_timeout=30")
+        result = run_playbook("playbooks/update.yml", "-e", "app_deploy_timeout=15", "-e", "app_version=broken")
         figures = load.stop()
     assert result.returncode != 0
     assert f"{APP1}: update to broken failed" in result.output

@@ -1,6 +1,6 @@
 """The demo as one stack on the swarm (app_engine swarm), deployed from the manager by
-playbooks/deploy.yml: placement, secrets, a rolling update under load, a broken version that
-Swarm rolls back, a rotated secret.
+playbooks/deploy.yml: placement, secrets, a rolling update with a rotated secret under load, a
+broken version that Swarm rolls back, rollback.yml, backups and a restore, a killed worker.
 
 Tests run in file order (before test_swarm.py, whose runs keep the stack these tests leave,
 conftest.APP_STATE) and share the one swarm and stack.
@@ -24,6 +24,8 @@ FIGURES = {}
 # The stack changes from the manager only: the app tests' runs leave the workers out (the
 # swarm's own tests run on every host).
 ONLY_MANAGER = ("--limit", MANAGER)
+# The runs after the rolling update keep its rotated api_token.
+TOKEN = APP_STATE[2:]
 
 
 def running_tasks(manager, service):
@@ -101,23 +103,47 @@ def test_no_secret_in_inspect_ps_or_the_journal(hosts):
     assert listing and all(line.startswith("400 ") for line in listing), listing
 
 
-def test_a_rolling_update_under_load_fails_no_request(hosts):
+def test_a_rolling_update_with_a_rotated_secret_fails_no_request(hosts):
+    """v1 -> v2 and a new api_token in one -vvv run under load: Swarm replaces the backend and
+    frontend tasks start-first; the token is a new swarm secret version, the one no spec uses any
+    more is removed. PostgreSQL keeps its task; the -vvv output holds no secret."""
     manager = hosts[MANAGER]
+    before = set(manager.check_output("docker secret ls --format '{{.Name}}'").split())
+    postgres_task = "docker service ps -q --filter desired-state=running demo_postgres"
+    postgres = manager.check_output(postgres_task)
     with Load(LOAD_URL, timeline=True) as load:
         started = time.time()
-        run = run_playbook(CONVERGE, *ONLY_MANAGER, "-e", "app_version=v2")
+        run = run_playbook(CONVERGE, *ONLY_MANAGER, "-vvv", *APP_STATE)
         wall = time.time() - started
         figures = load.stop()
     assert run.returncode == 0, run.output[-4000:]
     during = window(figures, started, started + wall)
     FIGURES["rolling_update"] = dict(during, wall_seconds=round(wall, 1))
-    print("swarm rolling update v1 -> v2:", FIGURES["rolling_update"])
+    print("swarm rolling update v1 -> v2 with a rotated secret:", FIGURES["rolling_update"])
     assert during["requests"] > 100 and figures["failed"] == 0, figures
+    for secret in SECRETS:
+        assert secret not in run.output
     assert served_versions(manager) == {"v2"}
     # On the workers, but not always one on each: during a start-first update Swarm places a new
     # task beside the old ones, and it counts the old tasks still running.
     assert len(running_tasks(manager, "backend")) == 2 and set(running_tasks(manager, "backend")) <= {WORKER1, WORKER2}
+    for node in running_tasks(manager, "backend"):
+        task = hosts[node].check_output("docker ps -q --filter label=com.docker.swarm.service.name=demo_backend")
+        for container in task.split():
+            assert hosts[node].check_output("docker exec %s cat /run/secrets/api_token", container) == TOKEN_TWO
+    after = set(manager.check_output("docker secret ls --format '{{.Name}}'").split())
+    added = after - before
+    assert [n.rsplit("_", 1)[0] for n in added] == ["demo_backend__api_token"], (added, before - after)
+    # No version is left that neither the current nor the previous spec of a service names (the
+    # previous spec's stay: a rollback needs them).
+    used = set()
+    for service in json.loads(manager.check_output("docker service inspect $(docker service ls -q)")):
+        for spec in (service["Spec"], service.get("PreviousSpec") or {}):
+            used |= {s["SecretName"] for s in spec.get("TaskTemplate", {}).get("ContainerSpec", {}).get("Secrets", [])}
+    assert after <= used, after - used
+    assert manager.check_output(postgres_task) == postgres
     assert audit_end(manager)["result"] == "ok"
+    assert recap(run.output, MANAGER)["failed"] == 0
 
 
 def test_a_broken_version_rolls_back_by_itself_and_the_play_names_the_service(hosts):
@@ -126,7 +152,7 @@ def test_a_broken_version_rolls_back_by_itself_and_the_play_names_the_service(ho
     manager = hosts[MANAGER]
     current = manager.file(f"{APP_DIR}/releases/current").linked_to
     with Load(LOAD_URL, timeline=True) as load:
-        run = run_playbook(CONVERGE, *ONLY_MANAGER, "-e", "app_version=broken")
+        run = run_playbook(CONVERGE, *ONLY_MANAGER, *TOKEN, "-e", "app_version=broken")
         figures = load.stop()
     assert run.returncode != 0
     assert "Swarm rolled back the update of backend" in run.output, run.output[-4000:]
@@ -144,7 +170,7 @@ def test_rollback_returns_to_v1_under_load(hosts):
     """playbooks/rollback.yml: the release before v2 (the broken one was never recorded)."""
     manager = hosts[MANAGER]
     with Load(LOAD_URL, timeline=True) as load:
-        run = run_playbook("playbooks/rollback.yml", *ONLY_MANAGER)
+        run = run_playbook("playbooks/rollback.yml", *ONLY_MANAGER, *TOKEN)
         figures = load.stop()
     assert run.returncode == 0, run.output[-4000:]
     print("swarm rollback.yml:", {k: figures[k] for k in ("requests", "failed", "p99_ms", "max_ms") if k in figures})
@@ -152,40 +178,6 @@ def test_rollback_returns_to_v1_under_load(hosts):
     assert served_versions(manager) == {"v1"}
     assert manager.file(f"{APP_DIR}/releases/current").linked_to.endswith("-v1")
     assert audit_end(manager)["result"] == "ok"
-
-
-def test_a_rotated_secret_reaches_the_backend_without_downtime(hosts):
-    """A new api_token is a new swarm secret version and a start-first update of the backend
-    only; the version no spec uses any more is removed. The -vvv output holds no secret."""
-    manager = hosts[MANAGER]
-    before = set(manager.check_output("docker secret ls --format '{{.Name}}'").split())
-    postgres_task = "docker service ps -q --filter desired-state=running demo_postgres"
-    postgres = manager.check_output(postgres_task)
-    with Load(LOAD_URL, timeline=True) as load:
-        run = run_playbook(CONVERGE, *ONLY_MANAGER, "-vvv", *APP_STATE)
-        figures = load.stop()
-    assert run.returncode == 0, run.output[-4000:]
-    print("swarm secret rotation:", {k: figures[k] for k in ("requests", "failed", "p99_ms", "max_ms") if k in figures})
-    assert figures["failed"] == 0, figures
-    for secret in SECRETS:
-        assert secret not in run.output
-    for node in running_tasks(manager, "backend"):
-        task = hosts[node].check_output("docker ps -q --filter label=com.docker.swarm.service.name=demo_backend")
-        for container in task.split():
-            assert hosts[node].check_output("docker exec %s cat /run/secrets/api_token", container) == TOKEN_TWO
-    after = set(manager.check_output("docker secret ls --format '{{.Name}}'").split())
-    added = after - before
-    assert [n.rsplit("_", 1)[0] for n in added] == ["demo_backend__api_token"], (added, before - after)
-    # No version is left that neither the current nor the previous spec of a service names (the
-    # previous spec's stay: a rollback needs them).
-    used = set()
-    for service in json.loads(manager.check_output("docker service inspect $(docker service ls -q)")):
-        for spec in (service["Spec"], service.get("PreviousSpec") or {}):
-            used |= {s["SecretName"] for s in spec.get("TaskTemplate", {}).get("ContainerSpec", {}).get("Secrets", [])}
-    assert after <= used, after - used
-    # PostgreSQL kept its task.
-    assert manager.check_output(postgres_task) == postgres
-    assert recap(run.output, MANAGER)["failed"] == 0
 
 
 def psql(host, sql):
@@ -223,7 +215,9 @@ def test_backups_and_a_restore_run_against_the_postgres_task_on_its_node(hosts):
     FIGURES["restore_s"] = round(time.time() - started, 1)
     assert run.returncode == 0, run.output[-4000:]
     assert psql(worker1, "SELECT id FROM swarm_probe ORDER BY id") == ["1", "2", "3"]
-    assert "scale" in run.output and recap(run.output, WORKER1)["failed"] == 0
+    print("swarm restore: %.1f s" % FIGURES["restore_s"])
+    assert "Scale the Swarm services that write to the database to 0 tasks" in run.output
+    assert "changed: [selfhost-swarm-worker1 -> selfhost-swarm-manager]" in run.output
     assert replicas(manager)["demo_backend"] == "2/2"
     status, health = api(manager, "GET", "/api/health")
     assert status == 200 and health["postgres"] == "ok", health
@@ -231,7 +225,9 @@ def test_backups_and_a_restore_run_against_the_postgres_task_on_its_node(hosts):
     assert len(worker1.check_output("ls /var/backups/demo/*.dump").split()) == 2
 
 
-def test_a_service_scaled_down_by_an_interrupted_restore_is_repaired_by_a_plain_deploy(hosts):
+def test_a_service_scaled_down_by_an_interrupted_restore_is_repaired_by_the_next_deploy(hosts):
+    """The backend left at 0 tasks, as by a restore killed between its two scale steps: the next
+    deploy.yml (back to v2, which the tests after this one keep) deploys it to its 2 replicas."""
     manager = hosts[MANAGER]
     manager.check_output("docker service scale --detach=false demo_backend=0")
     run = run_playbook(CONVERGE, *ONLY_MANAGER, *APP_STATE)
