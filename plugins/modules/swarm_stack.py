@@ -18,7 +18,7 @@ description:
     C(secrets/.hash-key) for secrets), because Swarm cannot change one in place. A changed secret is a rolling update
     of the services that use it.
   - Deploys when the rendered stack differs from the last one that converged (C(stack.yaml)), or when a service is
-    missing, short of tasks or was rolled back. Waits until every service converged, at most O(timeout) seconds.
+    missing, short of tasks, scaled away from the stack's replicas or was rolled back. Waits until every service converged, at most O(timeout) seconds.
   - C(docker stack deploy) exits 0 after Swarm rolled a failed update back (docker/cli issue 6752). This module reads
     every service's C(UpdateStatus) and fails naming the services Swarm rolled back or paused, with Swarm's message.
     C(stack.yaml) then keeps the last stack that converged.

@@ -12,6 +12,8 @@ CASES = {
     "swarm-manager-named": ({"backup_enabled": True, "app_engine": "swarm", "app_swarm_manager": "compose-enabled"}, None),
     "swarm-manager-unknown": ({"backup_enabled": True, "app_engine": "swarm", "backup_swarm_manager": "mgr9"},
                               "backup_swarm_manager 'mgr9' is not a host of the inventory"),
+    "swarm-manager-no-groups": ({"backup_enabled": True, "app_engine": "swarm", "backup_swarm_manager": "compose-enabled"},
+                                None),
     "engine-unknown": ({"backup_enabled": True, "app_engine": "nomad"},
                        "backup_app_engine (from app_engine) is 'nomad': use compose or swarm"),
     "engine-unknown-disabled": ({"app_engine": "nomad"}, None),
