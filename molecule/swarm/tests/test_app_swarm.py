@@ -167,6 +167,22 @@ def test_a_broken_version_rolls_back_by_itself_and_the_play_names_the_service(ho
     assert end["result"].startswith("reverted to ") and "backend" in end["reason"], end
 
 
+def test_a_service_scaled_down_by_an_interrupted_restore_is_repaired_by_the_next_deploy(hosts):
+    """The backend left at 0 tasks, as by a restore killed between its two scale steps: the next
+    deploy.yml of the same release (v2 and the rotated token, which the broken version's revert
+    restored) deploys the unchanged stack again, back to its 2 replicas. Before rollback.yml: a
+    release restored by a rollback holds the files of its time, which the inventory may since differ
+    from (here the token), and the next deploy renders anew."""
+    manager = hosts[MANAGER]
+    manager.check_output("docker service scale --detach=false demo_backend=0")
+    run = run_playbook(CONVERGE, *ONLY_MANAGER, *UPDATE)
+    assert run.returncode == 0, run.output[-4000:]
+    assert "backend: scaled to 0, the stack has 2" in run.output, run.output[-4000:]
+    assert "the rendered stack changed" not in run.output
+    assert replicas(manager)["demo_backend"] == "2/2"
+    assert served_versions(manager) == {"v2"}
+
+
 def test_rollback_returns_to_v1_under_load(hosts):
     """playbooks/rollback.yml: the release before v2 (the broken one was never recorded)."""
     manager = hosts[MANAGER]
@@ -224,19 +240,6 @@ def test_backups_and_a_restore_run_against_the_postgres_task_on_its_node(hosts):
     assert status == 200 and health["postgres"] == "ok", health
     # The safety backup of the rows before the restore.
     assert len(worker1.check_output("ls /var/backups/demo/*.dump").split()) == 2
-
-
-def test_a_service_scaled_down_by_an_interrupted_restore_is_repaired_by_the_next_deploy(hosts):
-    """The backend left at 0 tasks, as by a restore killed between its two scale steps: the next
-    deploy.yml of the same release deploys the unchanged stack again, back to its 2 replicas."""
-    manager = hosts[MANAGER]
-    manager.check_output("docker service scale --detach=false demo_backend=0")
-    run = run_playbook(CONVERGE, *ONLY_MANAGER, *APP_STATE)
-    assert run.returncode == 0, run.output[-4000:]
-    assert "backend: scaled to 0, the stack has 2" in run.output, run.output[-4000:]
-    assert "the rendered stack changed" not in run.output
-    assert replicas(manager)["demo_backend"] == "2/2"
-    assert served_versions(manager) == {"v1"}
 
 
 def test_a_killed_worker_loses_no_request_and_its_tasks_run_on_the_other(hosts):
