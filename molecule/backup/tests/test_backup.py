@@ -81,16 +81,31 @@ def test_service_run_writes_dump_checksum_and_status(host):
     assert f"backup {name} complete" in journal
 
 
-def test_backup_playbook_runs_the_service(host):
+def test_backup_playbook_runs_the_service_and_verifies_the_backup(host):
     invocation = host.check_output("systemctl show -p InvocationID --value %s.service", UNIT)
     before = set(backups(host))
-    result = run_playbook("backup.yml")
+    result = run_playbook("backup.yml", "-e", "backup_verify=true")
     assert result.returncode == 0, result.output[-3000:]
     assert recap(result.output)["failed"] == 0
     # Same code path as the timer: a new run of the unit, not a separate command.
     assert host.check_output("systemctl show -p InvocationID --value %s.service", UNIT) != invocation
     new = sorted(set(backups(host)) - before)
     assert len(new) == 1 and new[0] in result.output
+    # Then restored into a throwaway container: every table's row count matches the live database.
+    assert "restores with every table's row count equal to the live database" in result.output
+    assert "public.items" in result.output
+    assert host.run("docker ps -a --filter name=demo-backup-verify -q").stdout.strip() == ""
+
+
+def test_verify_reports_rows_an_older_backup_lacks(host):
+    # The comparison can fail: the backup just verified lacks a row written since.
+    older = backups(host)[0]
+    live_rows = len(items(host))
+    new_names(host, 1, prefix="after-verify")
+    result = run_playbook("backup.yml", "-e", "backup_verify=true", "-e", f"backup_verify_file={older}")
+    assert result.returncode != 0
+    assert f"public.items: {live_rows} rows in the backup, {live_rows + 1} live" in result.output, result.output[-3000:]
+    assert host.run("docker ps -a --filter name=demo-backup-verify -q").stdout.strip() == ""
 
 
 FAKES = {
@@ -197,22 +212,6 @@ def test_restore_by_name_and_bad_names(host):
         assert result.returncode != 0 and message in result.output, (bad, result.output[-3000:])
         assert recap(result.output)["changed"] == 0
     assert items(host) == rows_at_older
-
-
-def test_verify_restores_into_a_throwaway_container(host):
-    result = run_playbook("backup.yml", "-e", "backup_verify=true")
-    assert result.returncode == 0, result.output[-3000:]
-    assert "restores with every table's row count equal to the live database" in result.output
-    assert "public.items" in result.output
-    assert host.run("docker ps -a --filter name=demo-backup-verify -q").stdout.strip() == ""
-    # The comparison can fail: an older backup lacks a row written since.
-    older = backups(host)[0]
-    live_rows = len(items(host))
-    new_names(host, 1, prefix="after-verify")
-    result = run_playbook("backup.yml", "-e", "backup_verify=true", "-e", f"backup_verify_file={older}")
-    assert result.returncode != 0
-    assert f"public.items: {live_rows} rows in the backup, {live_rows + 1} live" in result.output, result.output[-3000:]
-    assert host.run("docker ps -a --filter name=demo-backup-verify -q").stdout.strip() == ""
 
 
 def test_check_diff_shows_the_change_and_previews_pruning(host):

@@ -187,7 +187,9 @@ class WorkerEvents:
 def test_update_under_load_fails_no_request_and_replaces_the_worker_stop_first(media, shop):
     with WorkerEvents() as worker, Load(MEDIA_URL + "/api/health") as media_load, \
             Load(SHOP_URL + "/api/items") as shop_load:
-        result = run_playbook("playbooks/update.yml", "-e", "app_version=v2")
+        # Two applications on hosts of their own, as their own inventories would update them: one
+        # batch (at once), not one after the other.
+        result = run_playbook("playbooks/update.yml", "-e", "app_version=v2", "-e", "app_update_batch_size=2")
         media_figures, shop_figures = media_load.stop(), shop_load.stop()
     assert result.returncode == 0, result.output[-3000:]
     assert media_figures["requests"] > 100 and media_figures["failed"] == 0, media_figures

@@ -1,6 +1,7 @@
 """The demo as one stack on the swarm (app_engine swarm), deployed from the manager by
 playbooks/deploy.yml: placement, secrets, a rolling update with a rotated secret under load, a
-broken version that Swarm rolls back, rollback.yml, backups and a restore, a killed worker.
+broken version that Swarm rolls back, backups and a restore, a killed worker. (test_swarm.py's
+rejoin run also repairs a scaled-down service, and rollback.yml runs last, there.)
 
 Tests run in file order (before test_swarm.py, whose runs keep the stack these tests leave,
 conftest.APP_STATE) and share the one swarm and stack.
@@ -11,21 +12,18 @@ import os
 import subprocess
 import time
 
-from conftest import APP_STATE, MANAGER, NODES, WORKER1, WORKER2
+from conftest import (APP_DIR, APP_STATE, LOAD_URL, MANAGER, NODES, ONLY_MANAGER, WORKER1, WORKER2, audit_end,
+                      replicas, served_versions)
 from testlib import Load, api, recap, run_playbook, window
 
 CONVERGE = os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "converge.yml")
-LOAD_URL = "http://127.0.0.1:18086/api/version"
-APP_DIR = "/opt/demo"
 DB_PASSWORD, REDIS_PASSWORD = "swarm-db-Secret-4f1c9a", "swarm-redis-Secret-77d2e0"
 TOKEN_ONE, TOKEN_TWO = "swarm-token-One-0b5e11", APP_STATE[-1].split("=", 1)[1]
-# The rolling update: v2 and a rotated api_token. The runs after it keep the token (TOKEN).
-UPDATE = ("-e", "app_version=v2", "-e", "swarm_api_token=" + TOKEN_TWO)
+# The rolling update: v2 and a rotated api_token, which the runs after it keep (the broken
+# version's keeps the token, TOKEN).
+UPDATE = APP_STATE
 SECRETS = (DB_PASSWORD, REDIS_PASSWORD, TOKEN_ONE, TOKEN_TWO)
 FIGURES = {}
-# The stack changes from the manager only: the app tests' runs leave the workers out (the
-# swarm's own tests run on every host).
-ONLY_MANAGER = ("--limit", MANAGER)
 TOKEN = UPDATE[2:]
 
 
@@ -36,18 +34,9 @@ def running_tasks(manager, service):
     return sorted(line.split()[0] for line in lines if " Running " in line)
 
 
-def served_versions(manager, count=6):
-    return {api(manager, "GET", "/api/version")[1]["version"] for _ in range(count)}
-
-
 def backend_image(manager):
     spec = json.loads(manager.check_output("docker service inspect demo_backend"))[0]["Spec"]
     return spec["TaskTemplate"]["ContainerSpec"]["Image"].split("@")[0]
-
-
-def audit_end(manager):
-    lines = manager.file(f"{APP_DIR}/audit.log").content_string.splitlines()
-    return [json.loads(line) for line in lines][-1]
 
 
 def test_the_demo_runs_as_one_stack_placed_as_asked(hosts):
@@ -167,47 +156,12 @@ def test_a_broken_version_rolls_back_by_itself_and_the_play_names_the_service(ho
     assert end["result"].startswith("reverted to ") and "backend" in end["reason"], end
 
 
-def test_a_service_scaled_down_by_an_interrupted_restore_is_repaired_by_the_next_deploy(hosts):
-    """The backend left at 0 tasks, as by a restore killed between its two scale steps: the next
-    deploy.yml of the same release (v2 and the rotated token, which the broken version's revert
-    restored) deploys the unchanged stack again, back to its 2 replicas. Before rollback.yml: a
-    release restored by a rollback holds the files of its time, which the inventory may since differ
-    from (here the token), and the next deploy renders anew."""
-    manager = hosts[MANAGER]
-    manager.check_output("docker service scale --detach=false demo_backend=0")
-    run = run_playbook(CONVERGE, *ONLY_MANAGER, *UPDATE)
-    assert run.returncode == 0, run.output[-4000:]
-    assert "backend: scaled to 0, the stack has 2" in run.output, run.output[-4000:]
-    assert "the rendered stack changed" not in run.output
-    assert replicas(manager)["demo_backend"] == "2/2"
-    assert served_versions(manager) == {"v2"}
-
-
-def test_rollback_returns_to_v1_under_load(hosts):
-    """playbooks/rollback.yml: the release before v2 (the broken one was never recorded)."""
-    manager = hosts[MANAGER]
-    with Load(LOAD_URL, timeline=True) as load:
-        run = run_playbook("playbooks/rollback.yml", *ONLY_MANAGER, *TOKEN)
-        figures = load.stop()
-    assert run.returncode == 0, run.output[-4000:]
-    print("swarm rollback.yml:", {k: figures[k] for k in ("requests", "failed", "p99_ms", "max_ms") if k in figures})
-    assert figures["failed"] == 0, figures
-    assert served_versions(manager) == {"v1"}
-    assert manager.file(f"{APP_DIR}/releases/current").linked_to.endswith("-v1")
-    assert audit_end(manager)["result"] == "ok"
-
-
 def psql(host, sql):
     """Rows of a query in the PostgreSQL task on this node, as its own user."""
     out = host.check_output(
         "docker exec $(docker ps -q --filter label=com.docker.swarm.service.name=demo_postgres) "
         "sh -c 'psql -X -q -A -t -v ON_ERROR_STOP=1 -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -c \"%s\"'" % sql)
     return out.splitlines()
-
-
-def replicas(manager):
-    return dict(line.split() for line in manager.check_output(
-        "docker stack services demo --format '{{.Name}} {{.Replicas}}'").splitlines())
 
 
 def test_backups_and_a_restore_run_against_the_postgres_task_on_its_node(hosts):
@@ -278,5 +232,5 @@ def test_a_killed_worker_loses_no_request_and_its_tasks_run_on_the_other(hosts):
         time.sleep(2)
     assert back, manager.check_output("docker service ps demo_backend")
     assert figures["failed"] == 0, figures
-    assert served_versions(manager) == {"v1"}
+    assert served_versions(manager) == {"v2"}
     assert recovered(), manager.check_output("docker node ls; docker stack services demo")

@@ -2,15 +2,16 @@
 
 Tests run in file order and share the one swarm, after test_app_swarm.py: the demo stack runs
 on it (which shows overlay networks, dnsrr endpoints and host-mode ports at work), and the runs
-here keep it as those tests left it (conftest.APP_STATE).
+here keep it as those tests left it (conftest.APP_STATE). rollback.yml runs last.
 """
 
 import json
 import os
 import time
 
-from conftest import APP_STATE, MANAGER, NODES, WORKER1, WORKER2, node, node_id
-from testlib import recap, run_playbook
+from conftest import (APP_DIR, APP_STATE, LOAD_URL, MANAGER, NODES, ONLY_MANAGER, WORKER1, WORKER2, audit_end, node,
+                      node_id, replicas, served_versions)
+from testlib import Load, recap, run_playbook
 
 CONVERGE = os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "converge.yml")
 
@@ -52,14 +53,17 @@ def test_live_restore_is_off_and_the_other_defaults_stay(hosts):
         assert hosts[name].check_output("docker info --format '{{.LiveRestoreEnabled}}'") == "false"
 
 
-def test_a_node_that_left_joins_again_and_no_join_token_is_printed(hosts):
-    """worker2 leaves the swarm and is removed from it; a label is added to worker1 by hand. A
-    plain run with -vvv puts both back, and its output holds neither join token."""
+def test_a_node_that_left_and_a_scaled_down_service_are_put_back_and_no_join_token_is_printed(hosts):
+    """worker2 leaves the swarm and is removed from it; a label is added to worker1 by hand; the
+    backend is left at 0 tasks, as by a restore killed between its two scale steps. A plain run
+    with -vvv puts all three back (the unchanged stack is deployed again, for the backend alone),
+    and its output holds neither join token."""
     manager = hosts[MANAGER]
     gone = node_id(hosts[WORKER2])
     hosts[WORKER2].check_output("docker swarm leave")
     assert wait_for(lambda: manager.run("docker node rm %s", gone).rc == 0, seconds=60)
     manager.check_output("docker node update --label-add by-hand=1 %s", node_id(hosts[WORKER1]))
+    manager.check_output("docker service scale --detach=false demo_backend=0")
     tokens = [manager.check_output("docker swarm join-token -q %s", kind) for kind in ("worker", "manager")]
 
     run = run_playbook(CONVERGE, "-vvv", *APP_STATE)
@@ -70,6 +74,10 @@ def test_a_node_that_left_joins_again_and_no_join_token_is_printed(hosts):
     assert hosts[WORKER2].check_output("docker info --format '{{.Swarm.LocalNodeState}}'") == "active"
     assert node(manager, hosts[WORKER2])["Spec"]["Role"] == "worker"
     assert node(manager, hosts[WORKER1])["Spec"]["Labels"] == {"selfhost.data": "true", "selfhost.zone": "a"}
+    assert "backend: scaled to 0, the stack has 2" in run.output, run.output[-4000:]
+    assert "the rendered stack changed" not in run.output
+    assert replicas(manager)["demo_backend"] == "2/2"
+    assert served_versions(manager) == {"v2"}
 
 
 def test_a_swarm_node_left_out_of_the_groups_is_refused_before_its_daemon_breaks(hosts):
@@ -91,3 +99,18 @@ def test_a_check_mode_run_changes_nothing(hosts):
     assert run.returncode == 0, run.output[-4000:]
     for name in NODES:
         assert recap(run.output, name)["changed"] == 0, run.output[-4000:]
+
+
+def test_rollback_returns_to_v1_under_load(hosts):
+    """playbooks/rollback.yml: the release before v2 (the broken one was never recorded). Last: the
+    release it restores holds the secrets-hash labels of its time, so the next deploy would render anew."""
+    manager = hosts[MANAGER]
+    with Load(LOAD_URL, timeline=True) as load:
+        run = run_playbook("playbooks/rollback.yml", *ONLY_MANAGER, *APP_STATE[2:])
+        figures = load.stop()
+    assert run.returncode == 0, run.output[-4000:]
+    print("swarm rollback.yml:", {k: figures[k] for k in ("requests", "failed", "p99_ms", "max_ms") if k in figures})
+    assert figures["failed"] == 0, figures
+    assert served_versions(manager) == {"v1"}
+    assert manager.file(f"{APP_DIR}/releases/current").linked_to.endswith("-v1")
+    assert audit_end(manager)["result"] == "ok"
