@@ -124,13 +124,13 @@ run_named_step() {
   esac
 }
 
-# Seconds each step takes with both workers busy on a two-core machine (the whole suite of
-# 2026-12-03, less the cuts measured since): the workers take the longest first, so neither is
-# left with a long step at the end. A step not listed counts as 600.
+# Seconds each step took with both workers busy on a two-core machine (2026-12-04, whole suite
+# 2779 s): the workers take the longest first, so neither is left with a long step at the end. A
+# step not listed counts as 600.
 declare -A step_seconds=(
-  [molecule:faults]=1550 [molecule:fleet]=1350 [molecule:swarm]=1200 [molecule:tls]=1150 [molecule:backup]=880
-  [molecule:default]=620 [molecule:examples]=600 [molecule:docker]=350 [unit]=175 [ansible-lint]=60
-  [molecule:harness]=36 [sanity]=31 [yamllint]=5 [build]=1
+  [molecule:faults]=953 [molecule:fleet]=920 [molecule:swarm]=897 [molecule:tls]=764 [molecule:backup]=514
+  [molecule:examples]=501 [molecule:default]=420 [molecule:docker]=335 [unit]=150 [ansible-lint]=42
+  [molecule:harness]=27 [sanity]=20 [yamllint]=1 [build]=1
 )
 longest_first() {
   local step
