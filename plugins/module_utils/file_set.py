@@ -82,12 +82,15 @@ class FileSet(object):
         path = spec["path"]
         if not os.path.isabs(path):
             raise FileSetError("%s is not an absolute path" % path)
-        if not os.path.isdir(os.path.dirname(path)):
-            raise FileSetError("the directory of %s does not exist" % path)
         content = spec["content"].encode("utf-8")
         uid, gid = resolve_id(spec["owner"], "owner"), resolve_id(spec["group"], "group")
         mode = parse_mode(spec["mode"])
-        current = read_current(path)
+        if os.path.isdir(os.path.dirname(path)):
+            current = read_current(path)
+        elif self.check_mode:  # the task that creates the directory did not either: a new file
+            current = None
+        else:
+            raise FileSetError("the directory of %s does not exist" % path)
         if current is None:
             changes = ["content", "owner", "group", "mode"]
         else:

@@ -18,7 +18,8 @@ description:
   - One module call for all the files. A loop of M(ansible.builtin.copy) costs four round trips to the host per
     file (temporary directory, stat, file attributes, clean-up); the app role writes its secret files and helper
     scripts with this module.
-  - The directories must exist. Meant for small text files, as the contents travel in the module's arguments.
+  - The directories must exist; in check mode, the files of a missing directory (one an earlier task would create)
+    are reported as new. Meant for small text files, as the contents travel in the module's arguments.
 author: selfhost.stack developers (@selfhost-stack)
 options:
   files:

@@ -70,6 +70,12 @@ def test_check_mode_reports_and_writes_nothing(tmp_path):
     assert state(path) == (b"old", 0o400) and not (tmp_path / "b").exists()
 
 
+def test_check_mode_reports_the_files_of_a_directory_an_earlier_task_would_create(tmp_path):
+    changed, (result,) = fs.FileSet(check_mode=True).run([spec(tmp_path / "new-dir" / "a")])
+    assert changed and result["changes"] == ["content", "owner", "group", "mode"]
+    assert not (tmp_path / "new-dir").exists()
+
+
 @pytest.mark.skipif(os.getuid() != 0, reason="changing a file's owner needs root")
 def test_owner_and_group_by_number_and_by_name(tmp_path):
     fs.FileSet().run([spec(tmp_path / "a", owner="999", group="998"), spec(tmp_path / "b", owner="root", group="root")])
