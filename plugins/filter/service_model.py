@@ -15,6 +15,10 @@ description:
   - Every error is collected; when there are any, the filter fails with all messages, sorted and
     joined by C(; ). Each message starts with the dotted path of the field, for example
     C(app_services.api.port).
+  - Names and paths the collection uses itself are refused - service names that would share a
+    generated name (C(<service>-migrate-<n>), C(<service>__<secret>), the image variable and Nginx
+    pool of another service), the volumes C(postgres_data) and C(redis_data), and volume or tmpfs
+    paths at, above or below C(/run/secrets) and C(/selfhost).
   - Secret values are only tested for being non-empty; no message and no part of the result
     contains one.
 author: selfhost.stack developers
@@ -27,10 +31,10 @@ options:
   defaults:
     description:
       - Per-service defaults merged under each service. Keys C(limits) (C(memory), C(cpus), C(pids)),
-        C(healthcheck) (C(interval), C(timeout), C(retries), C(start_period)), C(tmpfs), C(read_only)
-        and C(replicas).
+        C(healthcheck) (C(interval), C(timeout), C(retries), C(start_period)), C(tmpfs), C(read_only),
+        C(replicas) and C(stop_grace_period).
       - Built in when absent - limits C(512M), C(1.0) CPUs, 512 pids; healthcheck timings C(5s), C(3s),
-        12 retries, C(30s); tmpfs C([/tmp]); read-only root filesystem; one replica.
+        12 retries, C(30s); tmpfs C([/tmp]); read-only root filesystem; one replica; stop grace period C(30s).
     type: dict
   secrets:
     description: Name to value of every secret there is (the built-in ones and C(app_secrets)).
@@ -70,8 +74,8 @@ _value:
     - Keys image, command, entrypoint, user, port, routes (path, websocket), healthcheck (kind, path,
       test, interval, timeout, retries, start_period), env (values as strings), secrets (name, env,
       file_env), secrets_owner, volumes (name, path, backup, read_only), tmpfs, read_only, cap_add,
-      replicas, limits (memory, cpus as a string, pids), depends_on, rollout, static (path,
-      from_image, volume, max_age) and migrations (command, image).
+      replicas, limits (memory, cpus as a string, pids), depends_on, rollout, stop_grace_period,
+      static (path, from_image, volume, max_age) and migrations (command, image).
   type: dict
 """
 

@@ -19,7 +19,6 @@ WRAPPER = HELPERS + "/with-secrets"
 POSTGRES_START = HELPERS + "/postgres-start"
 NGINX_START = HELPERS + "/nginx-start"
 BUILTINS = ("nginx", "postgres", "redis")
-RESERVED_VOLUMES = ("postgres_data", "redis_data")
 # Official postgres images before 18 keep the cluster in a subdirectory of their volume.
 PGDATA_OLD_LAYOUT = "/var/lib/postgresql/data/pgdata"
 
@@ -134,9 +133,7 @@ class Project(object):
         if mounts:
             spec["secrets"] = mounts
         volumes = [self.helpers_mount()]
-        for vol in svc["volumes"]:
-            if vol["name"] in RESERVED_VOLUMES:
-                raise RenderError("app_services.%s.volumes: %s is the collection's own volume" % (name, vol["name"]))
+        for vol in svc["volumes"]:  # the model refuses the collection's own volume names
             self.volumes[vol["name"]] = {}
             volumes.append("%s:%s%s" % (vol["name"], escape(vol["path"]), ":ro" if vol["read_only"] else ""))
         spec["volumes"] = volumes
@@ -153,6 +150,9 @@ class Project(object):
         if deps:
             spec["depends_on"] = deps
         spec["healthcheck"] = self.app_healthcheck(svc)
+        # Compose makes it the container's StopTimeout, which every `docker stop` without --time
+        # (and Swarm's task shutdown) waits before SIGKILL.
+        spec["stop_grace_period"] = svc["stop_grace_period"]
         spec["deploy"]["replicas"] = int(svc["replicas"])
         return spec
 
@@ -176,7 +176,8 @@ class Project(object):
         out = {}
         base = self.app_service(name, svc)
         for number, migration in enumerate(svc["migrations"], 1):
-            spec = dict((k, v) for k, v in base.items() if k not in ("healthcheck", "depends_on", "restart"))
+            spec = dict((k, v) for k, v in base.items()
+                        if k not in ("healthcheck", "depends_on", "restart", "stop_grace_period"))
             spec["deploy"] = {"resources": base["deploy"]["resources"]}
             spec["image"] = "${%s}" % image_var(name, number)
             spec["profiles"] = ["migrations"]

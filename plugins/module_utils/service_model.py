@@ -19,6 +19,12 @@ import re
 from collections.abc import Mapping
 
 RESERVED_NAMES = ("postgres", "redis", "nginx")
+# The collection's own volumes: PostgreSQL's and Redis' data.
+RESERVED_VOLUMES = ("postgres_data", "redis_data")
+# Where the collection mounts its own files into every application container; a volume or tmpfs
+# at, above or below one of them would hide them.
+RESERVED_MOUNTS = (("/run/secrets", "the service's secret files"),
+                   ("/selfhost", "its helper scripts (healthcheck probe, secrets wrapper)"))
 # Built-in secrets that may be empty: an empty Redis password runs Redis without one.
 OPTIONAL_SECRETS = ("redis_password",)
 SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/opt",
@@ -31,8 +37,12 @@ BUILTIN_TIMINGS = {"interval": "5s", "timeout": "3s", "retries": 12, "start_peri
 HEALTHCHECK_KINDS = ("http", "command", "tcp", "none")
 ROLLOUTS = ("zero-downtime", "stop-first")
 DEFAULT_MAX_AGE = "1h"
+BUILTIN_STOP_GRACE_PERIOD = "30s"
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,30}")
+# Names of the one-off migration services (<service>-migrate-<n>), also with '_' (their .env image
+# variables <SERVICE>_MIGRATE_<n>_IMAGE write both as '_').
+MIGRATION_NAME_RE = re.compile(r".+[-_]migrate[-_][0-9]+")
 SECRET_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,30}")
 VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 USER_RE = re.compile(r"[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?")
@@ -56,8 +66,8 @@ _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 
 SERVICE_FIELDS = ("image", "command", "entrypoint", "user", "port", "routes", "healthcheck", "env", "secrets",
                   "secrets_owner", "volumes", "tmpfs", "read_only", "cap_add", "replicas", "limits", "depends_on",
-                  "rollout", "static", "migrations")
-DEFAULT_FIELDS = ("limits", "healthcheck", "tmpfs", "read_only", "replicas")
+                  "rollout", "stop_grace_period", "static", "migrations")
+DEFAULT_FIELDS = ("limits", "healthcheck", "tmpfs", "read_only", "replicas", "stop_grace_period")
 TIMING_FIELDS = ("interval", "timeout", "retries", "start_period")
 LIMIT_FIELDS = ("memory", "cpus", "pids")
 
@@ -131,6 +141,59 @@ def validate_project_dir(path):
     for tree in SYSTEM_TREES:
         if path.startswith(tree + "/"):
             return "%s is inside the system directory %s" % (path, tree)
+    return None
+
+
+def service_name_problem(name):
+    """Why ``name`` (a string matching NAME_RE) cannot be a service's name on its own, or None.
+
+    The collection generates names from a service's: the one-off migration services
+    <service>-migrate-<n>, the secrets <service>__<secret>, and on Swarm the service
+    <stack>_<service>, a DNS label. Names that differ only in '-' and '_' are a matter of the
+    whole model (_Model.services).
+    """
+    if name in RESERVED_NAMES:
+        return "%s is a service of the collection itself; name yours differently" % name
+    if name[-1] in "-_":
+        return "a service name must end in a letter or digit (Swarm refuses others), got %s" % _show(name)
+    if "__" in name:
+        return ("a service name must not contain '__' (the collection names a service's secrets "
+                "<service>__<secret>), got %s" % _show(name))
+    if MIGRATION_NAME_RE.fullmatch(name):
+        return ("%s ends in -migrate-<n> (with - or _), the names of the one-off services that run a service's "
+                "migrations (<service>-migrate-<n>, image variable <SERVICE>_MIGRATE_<n>_IMAGE); name yours "
+                "differently" % name)
+    return None
+
+
+def mount_point(path):
+    """The directory an absolute mount path names, as Docker cleans it (/data/ and /data/x/.. are /data)."""
+    return "/" + posixpath.normpath(path).lstrip("/")
+
+
+def mount_problem(path):
+    """Why a volume or tmpfs at the absolute ``path`` would hide the collection's files, or None."""
+    point = mount_point(path)
+    if point == "/":
+        return "%s is the container's root; mount a directory below it" % path
+    for reserved, what in RESERVED_MOUNTS:
+        if point == reserved:
+            return "%s is where the collection mounts %s" % (path, what)
+        if reserved.startswith(point + "/"):
+            return "%s would hide %s, where the collection mounts %s" % (path, reserved, what)
+        if point.startswith(reserved + "/"):
+            return "%s is inside %s, where the collection mounts %s" % (path, reserved, what)
+    return None
+
+
+def web_path_problem(path):
+    """Why a route or static path (matching ROUTE_RE) is not one Nginx can match, or None.
+
+    Nginx matches requests by their normalised path: a location with '//' or a '.' or '..'
+    segment never matches, and the static files of a path are kept in static/<service>/<path>.
+    """
+    if "//" in path or any(part in (".", "..") for part in path.split("/")):
+        return "must be a normalised path (no '//', '.' or '..' segments), got %s" % _show(path)
     return None
 
 
@@ -254,7 +317,7 @@ class _Checks:
         Errors in ``value`` are reported once, under ``path``; the built-in value stays then.
         """
         out = {"limits": dict(BUILTIN_LIMITS), "timings": dict(BUILTIN_TIMINGS), "tmpfs": ["/tmp"],
-               "read_only": True, "replicas": 1}
+               "read_only": True, "replicas": 1, "stop_grace_period": BUILTIN_STOP_GRACE_PERIOD}
         value = self.fields(path, {} if value is None else value, DEFAULT_FIELDS) or {}
         at = {key: "%s.%s" % (path, key) for key in DEFAULT_FIELDS}
         if self.fields(at["limits"], value.get("limits", {}), LIMIT_FIELDS) is not None:
@@ -265,9 +328,22 @@ class _Checks:
             out["timings"].update((k, v) for k, v in given.items() if v is not None)
         if "tmpfs" in value:
             items = self.items(at["tmpfs"], value["tmpfs"])
-            tmpfs = [self.path("%s[%d]" % (at["tmpfs"], i), t) for i, t in enumerate(items)]
+            tmpfs, points = [], {}
+            for i, path in enumerate(items):
+                where = "%s[%d]" % (at["tmpfs"], i)
+                tmpfs.append(self.path(where, path))
+                if tmpfs[-1] is None:
+                    continue
+                problem = mount_problem(path)
+                if problem is None and mount_point(path) in points:
+                    problem = "%s is also the path of tmpfs[%d]" % (path, points[mount_point(path)])
+                if problem:
+                    self.add(where, problem)
+                    tmpfs[-1] = None
+                points.setdefault(mount_point(path), i)
             out["tmpfs"] = out["tmpfs"] if None in tmpfs or not _is_list(value["tmpfs"]) else tmpfs
-        for key, check in (("read_only", self.boolean), ("replicas", lambda p, v: self.integer(p, v, 1))):
+        for key, check in (("read_only", self.boolean), ("replicas", lambda p, v: self.integer(p, v, 1)),
+                           ("stop_grace_period", lambda p, v: self.match(p, v, DURATION_RE, A_DURATION))):
             checked = check(at[key], value[key]) if key in value else None
             out[key] = out[key] if checked is None else checked
         return out
@@ -339,9 +415,18 @@ class _Service:
     def network(self):
         self.out["port"] = self.optional("port", self.checks.integer, 1, 65535)
         self.out["routes"] = [
-            {"path": self.required(where, route, "path", self.checks.match, ROUTE_RE, A_ROUTE),
+            {"path": self.required(where, route, "path", self.web_path),
              "websocket": self.checks.boolean(self.at(where + ".websocket"), route.get("websocket", False))}
             for where, route in self.entries("routes", ("path", "websocket"), shorthand="path")]
+
+    def web_path(self, path, value):
+        """A route or static path: ROUTE_RE, normalised."""
+        value = self.checks.match(path, value, ROUTE_RE, A_ROUTE)
+        problem = value and web_path_problem(value)
+        if problem:
+            self.checks.add(path, problem)
+            return None
+        return value
 
     def healthcheck(self):
         # Without a healthcheck: a TCP check of the port. Routes need a port, so without one the
@@ -423,7 +508,10 @@ class _Service:
         self.out["volumes"], mounts, names = [], {}, set()
         for where, vol in self.entries("volumes", ("name", "path", "backup", "read_only")):
             name = self.required(where, vol, "name", self.checks.match, NAME_RE, A_VOLUME_NAME)
-            if name in names:
+            if name in RESERVED_VOLUMES:
+                self.add(where + ".name", "%s is a volume of the collection itself (PostgreSQL's or Redis' data); "
+                                          "name yours differently" % name)
+            elif name in names:
                 self.add(where + ".name", "volume %s is listed twice" % name)
             names.add(name)
             out = {"name": name, "path": self.required(where, vol, "path", self.mount, mounts)}
@@ -433,17 +521,22 @@ class _Service:
         if self.get("tmpfs") is not None:
             tmpfs = self.checks.items(self.at("tmpfs"), self.spec["tmpfs"])
             self.out["tmpfs"] = [self.mount(self.at("tmpfs[%d]" % i), t, mounts) for i, t in enumerate(tmpfs)]
-        else:
+        else:  # checked in app_service_defaults already; here only against the service's volumes
             self.out["tmpfs"] = [self.mount(self.at("tmpfs"), t, mounts) for t in self.defaults["tmpfs"]]
         self.out["read_only"] = self.optional("read_only", self.checks.boolean, default=self.defaults["read_only"])
 
     def mount(self, path, value, mounts):
-        """An absolute path that no other volume or tmpfs of the service mounts on."""
+        """An absolute path that hides none of the collection's files and that no other volume or
+        tmpfs of the service mounts on (``mounts``: mount point -> the field that has it)."""
         value = self.checks.path(path, value)
-        if value in mounts:
-            self.checks.add(path, "%s is also the path of %s" % (value, mounts[value]))
-        elif value is not None:
-            mounts[value] = path[len(self.base) + 1:]
+        if value is None:
+            return None
+        point, problem = mount_point(value), mount_problem(value)
+        if problem is None and point in mounts:
+            problem = "%s is also the path of %s" % (value, mounts[point])
+        if problem:
+            self.checks.add(path, problem)
+        mounts.setdefault(point, path[len(self.base) + 1:])
         return value
 
     def resources(self):
@@ -468,12 +561,14 @@ class _Service:
             why = "" if given is not None else " (the default for a service with routes)"
             self.add("rollout", "zero-downtime%s needs a healthcheck other than none; add one or set stop-first" % why)
         self.out["rollout"] = rollout
+        self.out["stop_grace_period"] = self.optional("stop_grace_period", self.checks.match, DURATION_RE, A_DURATION,
+                                                      default=self.defaults["stop_grace_period"])
 
     def static(self):
         self.out["static"] = []
         volumes = sorted(v["name"] for v in self.out["volumes"] if v["name"] is not None)
         for where, entry in self.entries("static", ("path", "from_image", "volume", "max_age")):
-            out = {"path": self.required(where, entry, "path", self.checks.match, ROUTE_RE, A_ROUTE),
+            out = {"path": self.required(where, entry, "path", self.web_path),
                    "from_image": None, "volume": entry.get("volume")}
             sources = [k for k in ("from_image", "volume") if entry.get(k) is not None]
             if len(sources) != 1:
@@ -481,6 +576,9 @@ class _Service:
                 self.add(where, "needs exactly one of from_image, volume, got %s" % got)
             if entry.get("from_image") is not None:
                 out["from_image"] = self.checks.path(self.at(where + ".from_image"), entry["from_image"])
+                if out["from_image"] is not None and mount_point(out["from_image"]) == "/":
+                    self.add(where + ".from_image", "%s is the image's whole filesystem, which Nginx would serve to "
+                                                    "anyone; name the directory of the static files" % out["from_image"])
             if out["volume"] is not None and out["volume"] not in volumes:
                 mine = ", ".join(volumes) or "none"
                 self.add(where + ".volume", "%s is not one of this service's volumes (%s)" % (_show(out["volume"]), mine))
@@ -521,10 +619,12 @@ class _Model:
             key = str(name).replace("-", "_")
             if not isinstance(name, str) or not NAME_RE.fullmatch(name):
                 self.checks.add(path, "a service name must match [a-z][a-z0-9_-]{0,30}, got %s" % _show(name))
+            elif service_name_problem(name):
+                self.checks.add(path, service_name_problem(name))
             elif key in keys:
-                self.checks.add(path, "%s and %s differ only in - and _; name one differently" % (keys[key], name))
-            elif name in RESERVED_NAMES:
-                self.checks.add(path, "%s is a service of the collection itself; name yours differently" % name)
+                self.checks.add(path, "%s and %s differ only in - and _ (they would share the image variable %s and "
+                                      "the Nginx pool %s_pool); name one differently"
+                                % (keys[key], name, key.upper() + "_IMAGE", key))
             keys.setdefault(key, name)
             if self.checks.fields(path, services[name], SERVICE_FIELDS) is not None:
                 out[name] = _Service(self.checks, name, services[name], self.defaults, self.secrets).run()
@@ -595,7 +695,8 @@ class _Model:
 def normalize(services, defaults=None, secrets=None, data_services=("postgres", "redis"), project_dir=None):
     """The normalised ``app_services``, every key present (see roles/app/README.md); raises ModelError.
 
-    ``defaults``: per-service defaults (limits, healthcheck timings, tmpfs, read_only, replicas).
+    ``defaults``: per-service defaults (limits, healthcheck timings, tmpfs, read_only, replicas,
+    stop_grace_period).
     ``secrets``: name -> value of every secret there is; values are only tested for being non-empty.
     ``data_services``: the collection's data services that are enabled (valid in depends_on).
     ``project_dir``: when given, checked as ``app_project_dir``.

@@ -11,7 +11,9 @@ rules: it rejects a top-level `name`, `profiles` and `depends_on` conditions; it
 listens on every address); it does not read `.env`; and a secret or config cannot change in
 place. This module turns the project into a stack that means the same: literal image references,
 tmpfs mounts, host-mode ports, restart and update policies under `deploy`, and secrets and
-configs named after a hash of their content, so changing one is a rolling update.
+configs named after a hash of their content, so changing one is a rolling update. What both read
+alike passes unchanged, such as an application service's `stop_grace_period` (how long Swarm
+waits between SIGTERM and SIGKILL when it stops a task).
 
 Pure data in, data out.
 """

@@ -40,6 +40,23 @@ def test_raises_every_message_sorted_and_joined():
     assert all(value not in message for value in ("pg-Pa55word-0001", "api-Token-Value-9"))
 
 
+def test_names_and_paths_of_the_collection_are_refused():
+    services = {"backend": {"image": "shop/backend:1", "migrations": [{"command": "migrate"}], "tmpfs": ["/run"],
+                            "stop_grace_period": "1m"},
+                "backend-migrate-1": {"image": "shop/tools:1", "volumes": [{"name": "redis_data", "path": "/data"}]}}
+    with pytest.raises(AnsibleFilterError) as info:
+        service_model(services, defaults={"stop_grace_period": "10s"})
+    for field in ("app_services.backend-migrate-1", "app_services.backend-migrate-1.volumes[0].name",
+                  "app_services.backend.tmpfs[0]"):
+        assert field + ": " in info.value.message, info.value.message
+    assert info.value.message.count("app_services.") == 3, info.value.message
+    services["backend"]["tmpfs"] = ["/run/app"]
+    services["backend-tools"] = services.pop("backend-migrate-1")
+    services["backend-tools"]["volumes"][0]["name"] = "tools_data"
+    out = service_model(services, defaults={"stop_grace_period": "10s"})
+    assert (out["backend"]["stop_grace_period"], out["backend-tools"]["stop_grace_period"]) == ("1m", "10s")
+
+
 def test_through_ansible(tmp_path):
     """The FQCN resolves, templated digit strings convert, and a bad model fails the task."""
     playbook = tmp_path / "play.yml"

@@ -12,7 +12,6 @@ import re
 
 import pytest
 import yaml
-from ansible.errors import AnsibleFilterError
 
 from ansible_collections.selfhost.stack.plugins.filter.compose_project import FilterModule, compose_plan, compose_project
 from ansible_collections.selfhost.stack.plugins.module_utils import compose_render as cr
@@ -48,6 +47,7 @@ DEFAULTS = {  # app_service_defaults of defaults/main.yml
     "tmpfs": ["/tmp"],
     "read_only": True,
     "replicas": 1,
+    "stop_grace_period": "30s",
 }
 
 
@@ -487,6 +487,18 @@ def test_replicas():
             services["cron"]["deploy"]["replicas"]) == (3, 2, 1)
 
 
+def test_stop_grace_period_of_every_application_service():
+    """The container's stop timeout: a `docker stop` without --time waits that long before SIGKILL."""
+    services = dict(WORKLOAD, worker=dict(WORKLOAD["worker"], stop_grace_period="2m"))
+    doc, _ = render(services)
+    grace = {name: spec.get("stop_grace_period") for name, spec in doc["services"].items()}
+    assert grace == {"api": "30s", "worker": "2m", "cron": "30s",  # app_service_defaults' 30s, or the service's
+                     "api-migrate-1": None, "api-migrate-2": None,  # one-off runs: never stopped by the role
+                     "nginx": None, "postgres": None, "redis": None}  # the collection's own: as before
+    doc, _ = render(WORKLOAD, here=["cron"])
+    assert doc["services"]["cron"]["stop_grace_period"] == "30s"
+
+
 def test_secrets_hash_labels_roll_only_services_with_secrets():
     doc, _ = render(WORKLOAD, secrets_hash={"api": "h-api", "worker": "h-worker", "cron": "h-cron"}, redis_hash="h-redis")
     services = doc["services"]
@@ -681,16 +693,16 @@ def test_redis_runs_as_its_uid_with_the_config_secret():
     assert {"service": "redis", "name": "redis.conf", "owner": "1001:0"} in files
 
 
-@pytest.mark.parametrize("volume", cr.RESERVED_VOLUMES)
-def test_reserved_volume_names_are_rejected(volume):
+@pytest.mark.parametrize("volume", sm.RESERVED_VOLUMES)
+def test_reserved_volume_names_are_refused_by_the_model(volume):
+    """Before anything is rendered: the volumes of PostgreSQL and Redis are the collection's."""
     services = {"api": {"image": API, "volumes": [{"name": volume, "path": "/data"}]}}
-    model = model_of(services)
-    with pytest.raises(cr.RenderError) as info:
-        cr.compose_project(model, context(model, host_services(services)))
-    assert "app_services.api.volumes" in str(info.value) and volume in str(info.value)
-    # Through the filter: an Ansible error with the same message.
-    with pytest.raises(AnsibleFilterError, match="app_services.api.volumes"):
-        compose_project(model, context(model, host_services(services)))
+    with pytest.raises(sm.ModelError) as info:
+        model_of(services)
+    assert info.value.errors == ["app_services.api.volumes[0].name: %s is a volume of the collection itself "
+                                 "(PostgreSQL's or Redis' data); name yours differently" % volume]
+    doc, _ = render({"api": {"image": API, "volumes": [{"name": "data", "path": "/data"}]}})
+    assert set(sm.RESERVED_VOLUMES) <= set(doc["volumes"])  # the names the model keeps free
 
 
 # -- a fleet: app hosts and a db host -----------------------------------------------------------

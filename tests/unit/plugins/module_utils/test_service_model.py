@@ -167,6 +167,36 @@ BAD = [
     ({"migrations": [{"command": "migrate", "image": "Tools"}]}, "migrations[0].image"),
     ({"migrations": [{"command": "migrate", "user": "root"}]}, "migrations[0].user"),
     ({"imgae": "nginx:1.27"}, "imgae"),
+    # Names and paths the collection keeps for itself.
+    ({"volumes": [{"name": "postgres_data", "path": "/d"}]}, "volumes[0].name"),
+    ({"volumes": [{"name": "redis_data", "path": "/d"}]}, "volumes[0].name"),
+    ({"volumes": [{"name": "data", "path": "/"}]}, "volumes[0].path"),
+    ({"volumes": [{"name": "data", "path": "/run"}]}, "volumes[0].path"),
+    ({"volumes": [{"name": "data", "path": "/run/secrets"}]}, "volumes[0].path"),
+    ({"volumes": [{"name": "data", "path": "/run/secrets/"}]}, "volumes[0].path"),
+    ({"volumes": [{"name": "data", "path": "/run/secrets/app"}]}, "volumes[0].path"),
+    ({"volumes": [{"name": "data", "path": "//run/./secrets"}]}, "volumes[0].path"),
+    ({"volumes": [{"name": "data", "path": "/srv/../run"}]}, "volumes[0].path"),
+    ({"volumes": [{"name": "data", "path": "/selfhost"}]}, "volumes[0].path"),
+    ({"volumes": [{"name": "data", "path": "/selfhost/probe"}]}, "volumes[0].path"),
+    ({"volumes": [{"name": "a", "path": "/d"}, {"name": "b", "path": "/d/"}]}, "volumes[1].path"),
+    ({"tmpfs": ["/"]}, "tmpfs[0]"),
+    ({"tmpfs": ["/tmp", "/run"]}, "tmpfs[1]"),
+    ({"tmpfs": ["/run/secrets"]}, "tmpfs[0]"),
+    ({"tmpfs": ["/selfhost/"]}, "tmpfs[0]"),
+    ({"tmpfs": ["/tmp", "/tmp/"]}, "tmpfs[1]"),
+    ({"tmpfs": ["/data/"]}, "tmpfs[0]"),
+    ({"routes": ["/api/../"]}, "routes[0].path"),
+    ({"routes": ["/api//v1/"]}, "routes[0].path"),
+    ({"static": [{"path": "/../../../../etc/", "from_image": "/a"}]}, "static[0].path"),
+    ({"static": [{"path": "/s/./", "volume": "data"}]}, "static[0].path"),
+    ({"static": [{"path": "/s/", "from_image": "/"}]}, "static[0].from_image"),
+    ({"static": [{"path": "/s/", "from_image": "/app/.."}]}, "static[0].from_image"),
+    ({"stop_grace_period": 30}, "stop_grace_period"),
+    ({"stop_grace_period": "30"}, "stop_grace_period"),
+    ({"stop_grace_period": "1 m"}, "stop_grace_period"),
+    ({"stop_grace_period": "1d"}, "stop_grace_period"),
+    ({"stop_grace_period": True}, "stop_grace_period"),
 ]
 
 
@@ -220,6 +250,105 @@ def test_offending_values_are_in_the_messages():
 ])
 def test_bad_model(services, message):
     assert any(e.startswith(message) for e in errors_of(services)), errors_of(services)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("backend-migrate-1", "backend-migrate-1 ends in -migrate-<n> (with - or _), the names of the one-off services"),
+    ("backend_migrate_12", "backend_migrate_12 ends in -migrate-<n>"),
+    ("backend-migrate_1", "backend-migrate_1 ends in -migrate-<n>"),
+    ("a-migrate-0", "a-migrate-0 ends in -migrate-<n>"),
+    ("a__b", "a service name must not contain '__' (the collection names a service's secrets <service>__<secret>)"),
+    ("worker__", "a service name must end in a letter or digit"),
+    ("api-", "a service name must end in a letter or digit (Swarm refuses others), got 'api-'"),
+    ("api_", "a service name must end in a letter or digit"),
+])
+def test_names_the_collection_generates_are_refused(name, message):
+    errors = errors_of({name: {"image": "x:1"}})
+    assert len(errors) == 1 and errors[0].startswith("app_services.%s: %s" % (name, message)), errors
+
+
+def test_a_service_named_like_a_migration_of_another():
+    """Tried as a new user would: beside a backend with migrations, backend-migrate-1 would be
+    the Compose service (and the .env variable BACKEND_MIGRATE_1_IMAGE) of its first migration."""
+    services = {"backend": {"image": "shop/backend:1", "migrations": [{"command": "migrate"}]},
+                "backend-migrate-1": {"image": "shop/tools:1"}}
+    assert errors_of(services) == [
+        "app_services.backend-migrate-1: backend-migrate-1 ends in -migrate-<n> (with - or _), the names of the "
+        "one-off services that run a service's migrations (<service>-migrate-<n>, image variable "
+        "<SERVICE>_MIGRATE_<n>_IMAGE); name yours differently"]
+
+
+def test_names_that_share_an_image_variable_and_a_pool():
+    errors = errors_of({"my-api": {"image": "x:1"}, "my_api": {"image": "y:1"}, "a-b_c": {"image": "z:1"},
+                        "a_b-c": {"image": "z:1"}})
+    assert errors == [
+        "app_services.a_b-c: a-b_c and a_b-c differ only in - and _ (they would share the image variable "
+        "A_B_C_IMAGE and the Nginx pool a_b_c_pool); name one differently",
+        "app_services.my_api: my-api and my_api differ only in - and _ (they would share the image variable "
+        "MY_API_IMAGE and the Nginx pool my_api_pool); name one differently"]
+
+
+@pytest.mark.parametrize("name", ["migrate", "migrate-1", "db-migrate", "backend-migrate", "backend-migrate-x",
+                                  "backend-migrate-1a", "backend-1", "a_b-c", "x9", "frontend", "backend",
+                                  "postgres-exporter", "nginx2", "a" * 31])
+def test_good_service_names(name):
+    assert list(normalize({name: {"image": "x:1"}})) == [name]
+
+
+def test_the_messages_of_the_mount_rules():
+    def errors(path, field="volumes"):
+        entry = {"volumes": [{"name": "data", "path": path}]} if field == "volumes" else {"tmpfs": [path]}
+        return errors_of({"api": spec(**entry)})
+    assert errors("/run/secrets") == [
+        "app_services.api.volumes[0].path: /run/secrets is where the collection mounts the service's secret files"]
+    assert errors("/run") == [
+        "app_services.api.volumes[0].path: /run would hide /run/secrets, where the collection mounts the "
+        "service's secret files"]
+    assert errors("/run/secrets/x", "tmpfs") == [
+        "app_services.api.tmpfs[0]: /run/secrets/x is inside /run/secrets, where the collection mounts the "
+        "service's secret files"]
+    assert errors("/selfhost/") == [
+        "app_services.api.volumes[0].path: /selfhost/ is where the collection mounts its helper scripts "
+        "(healthcheck probe, secrets wrapper)"]
+    assert errors("/", "tmpfs") == ["app_services.api.tmpfs[0]: / is the container's root; mount a directory below it"]
+    assert errors_of({"api": spec(tmpfs=["/data/"])}) == [
+        "app_services.api.tmpfs[0]: /data/ is also the path of volumes[0].path"]
+    assert errors_of({"api": spec(volumes=[{"name": "postgres_data", "path": "/d"}])}) == [
+        "app_services.api.volumes[0].name: postgres_data is a volume of the collection itself (PostgreSQL's or "
+        "Redis' data); name yours differently"]
+
+
+@pytest.mark.parametrize("path", ["/run/app", "/runner", "/run/secretsx", "/srv/run/secrets", "/selfhosted",
+                                  "/var/selfhost", "/data/", "/tmp"])
+def test_good_mount_paths(path):
+    out = normalize({"api": spec(volumes=[{"name": "data", "path": path}], tmpfs=[])}, secrets=SECRETS)["api"]
+    assert out["volumes"][0]["path"] == path  # as given: the rendered file does not change
+    out = normalize({"api": spec(volumes=[], tmpfs=[path])}, secrets=SECRETS)["api"]
+    assert out["tmpfs"] == [path]
+    assert normalize({"api": spec(tmpfs=[])}, defaults={"tmpfs": [path]}, secrets=SECRETS)
+
+
+def test_the_messages_of_the_web_path_rules():
+    static = [{"path": "/../../../../etc/", "from_image": "/"}]
+    assert errors_of({"api": spec(static=static)}) == [
+        "app_services.api.static[0].from_image: / is the image's whole filesystem, which Nginx would serve to "
+        "anyone; name the directory of the static files",
+        "app_services.api.static[0].path: must be a normalised path (no '//', '.' or '..' segments), "
+        "got '/../../../../etc/'"]
+
+
+def test_stop_grace_period():
+    def grace(defaults=None, **fragment):
+        return normalize({"api": spec(**fragment)}, defaults=defaults)["api"]["stop_grace_period"]
+    assert grace() == "30s"
+    assert grace(stop_grace_period="1m30s") == "1m30s"
+    assert grace(stop_grace_period="500ms") == "500ms"
+    assert grace(stop_grace_period="0s") == "0s"
+    assert grace(stop_grace_period=None) == "30s"
+    assert grace({"stop_grace_period": "2m"}) == "2m"
+    assert grace({"stop_grace_period": "2m"}, stop_grace_period="5s") == "5s"
+    assert errors_of({"api": spec(stop_grace_period="30")}) == [
+        "app_services.api.stop_grace_period: must be a duration such as 500ms, 5s or 1m30s, got '30'"]
 
 
 def test_the_same_route_twice_in_one_service():
@@ -303,6 +432,7 @@ def test_the_example_of_the_contract():
         "limits": {"memory": "256M", "cpus": "1.0", "pids": 256},
         "depends_on": ["postgres", "redis"],
         "rollout": "zero-downtime",
+        "stop_grace_period": "1m",
         "static": [{"path": "/static/", "from_image": "/app/static", "volume": None, "max_age": "7d"},
                    {"path": "/media/", "from_image": None, "volume": "uploads", "max_age": "1h"}],
         "migrations": [{"command": ["flask", "db", "upgrade"], "image": "registry.example.com/shop/api:1.4.2"},
@@ -318,7 +448,7 @@ def test_defaults_of_a_minimal_service():
                         "interval": "5s", "timeout": "3s", "retries": 12, "start_period": "30s"},
         "env": {}, "secrets": [], "secrets_owner": None, "volumes": [], "tmpfs": ["/tmp"], "read_only": True,
         "cap_add": [], "replicas": 1, "limits": {"memory": "512M", "cpus": "1.0", "pids": 512}, "depends_on": [],
-        "rollout": "stop-first", "static": [], "migrations": []}}
+        "rollout": "stop-first", "stop_grace_period": "30s", "static": [], "migrations": []}}
 
 
 def test_null_fields_are_absent_fields():
@@ -345,7 +475,7 @@ def test_healthcheck_kinds():
 
 def test_defaults_merge_under_each_service():
     defaults = {"limits": {"memory": "1G", "pids": None}, "healthcheck": {"interval": "10s", "retries": 3},
-                "tmpfs": ["/tmp", "/run/app"], "read_only": False, "replicas": 2}
+                "tmpfs": ["/tmp", "/run/app"], "read_only": False, "replicas": 2, "stop_grace_period": "1m"}
     out = normalize({"a": {"image": "a:1"}, "b": {"image": "b:1", "limits": {"cpus": 0.5}, "tmpfs": [],
                                                     "healthcheck": {"tcp": True, "retries": 5}, "port": 1,
                                                     "read_only": True, "replicas": 1}}, defaults=defaults)
@@ -356,19 +486,31 @@ def test_defaults_merge_under_each_service():
     assert out["b"]["healthcheck"]["timeout"] == "3s"
     assert (out["a"]["tmpfs"], out["a"]["read_only"], out["a"]["replicas"]) == (["/tmp", "/run/app"], False, 2)
     assert (out["b"]["tmpfs"], out["b"]["read_only"], out["b"]["replicas"]) == ([], True, 1)
+    assert out["a"]["stop_grace_period"] == out["b"]["stop_grace_period"] == "1m"
 
 
 def test_bad_defaults_are_reported_once_under_app_service_defaults():
     defaults = {"limits": {"memory": "lots"}, "healthcheck": {"retries": 0, "command": "x"}, "tmpfs": ["tmp"],
-                "replicas": 0, "read_only": "yes", "restart": "always"}
+                "replicas": 0, "read_only": "yes", "restart": "always", "stop_grace_period": "30"}
     assert errors_of({"a": {"image": "a:1"}, "b": {"image": "b:1"}}, defaults=defaults) == [
         "app_service_defaults.healthcheck.command: unknown field (known: interval, retries, start_period, timeout)",
         "app_service_defaults.healthcheck.retries: must be an integer >= 1, got 0",
         "app_service_defaults.limits.memory: must be a size > 0 such as 256M or 1g, got 'lots'",
         "app_service_defaults.read_only: must be true or false, got 'yes'",
         "app_service_defaults.replicas: must be an integer >= 1, got 0",
-        "app_service_defaults.restart: unknown field (known: healthcheck, limits, read_only, replicas, tmpfs)",
+        "app_service_defaults.restart: unknown field (known: healthcheck, limits, read_only, replicas, "
+        "stop_grace_period, tmpfs)",
+        "app_service_defaults.stop_grace_period: must be a duration such as 500ms, 5s or 1m30s, got '30'",
         "app_service_defaults.tmpfs[0]: must be an absolute path without whitespace or ':', got 'tmp'",
+    ]
+
+
+def test_default_tmpfs_that_hides_the_collections_files_is_reported_once():
+    defaults = {"tmpfs": ["/tmp", "/run", "/tmp/"]}
+    assert errors_of({"a": {"image": "a:1"}, "b": {"image": "b:1"}}, defaults=defaults) == [
+        "app_service_defaults.tmpfs[1]: /run would hide /run/secrets, where the collection mounts the service's "
+        "secret files",
+        "app_service_defaults.tmpfs[2]: /tmp/ is also the path of tmpfs[0]",
     ]
 
 

@@ -114,6 +114,16 @@ def test_ports_are_host_mode_and_a_local_address_is_refused(project):
         st.stack(doc, context(doc))
 
 
+def test_stop_grace_period_of_the_application_services():
+    """Swarm waits a task's stop_grace_period between SIGTERM and SIGKILL; the collection's own
+    services keep Swarm's default, as before."""
+    services = dict(fixtures.README_EXAMPLE, web=dict(fixtures.README_EXAMPLE["web"], stop_grace_period="1m30s"))
+    doc, _ = fixtures.render(services, data_services=["postgres"], here=fixtures.host_services(services, redis=False))
+    out = st.stack(doc, context(doc))
+    grace = {name: spec.get("stop_grace_period") for name, spec in out["services"].items()}
+    assert grace == {"api": "30s", "web": "1m30s", "nginx": None, "postgres": None}
+
+
 def test_postgres_is_placed_on_the_labelled_node(project):
     out = st.stack(project, context(project))
     assert out["services"]["postgres"]["deploy"]["placement"]["constraints"] == ["node.labels.selfhost.data == true"]
@@ -142,4 +152,5 @@ def test_the_docker_cli_loads_the_stack_unchanged(project, tmp_path):
     assert "Ignoring" not in run.stderr and "ignoring" not in run.stderr, run.stderr
     loaded = yaml.safe_load(run.stdout)
     assert sorted(loaded["services"]) == sorted(out["services"])
+    assert loaded["services"]["api"]["stop_grace_period"] == "30s"
     assert loaded["services"]["postgres"]["volumes"] and json.dumps(loaded)
