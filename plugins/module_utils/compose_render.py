@@ -33,6 +33,12 @@ def image_var(service, migration=None):
     return "%s_MIGRATE_%d_IMAGE" % (key, migration) if migration else "%s_IMAGE" % key
 
 
+def secrets_hash_var(service):
+    """The .env variable holding the keyed hash of a service's secrets (its selfhost.secrets-hash
+    label). The switch computes it on the host, where the key is (module_utils.app_switch)."""
+    return "%s_SECRETS_HASH" % re.sub(r"[^A-Za-z0-9]", "_", service).upper()
+
+
 def escape(value):
     """Compose interpolates ${VAR} in every value: user-given text keeps its dollars."""
     if isinstance(value, list):
@@ -115,8 +121,8 @@ class Project(object):
                 env[secret["file_env"]] = "/run/secrets/" + secret["name"]
             if secret["env"]:
                 exported.append("%s=%s" % (secret["env"], secret["name"]))
-        if svc["secrets"] and (self.ctx.get("secrets_hash") or {}).get(name):
-            spec["labels"] = {"selfhost.secrets-hash": self.ctx["secrets_hash"][name]}
+        if svc["secrets"]:
+            spec["labels"] = {"selfhost.secrets-hash": "${%s}" % secrets_hash_var(name)}
         entrypoint = words(svc["entrypoint"])
         command = words(svc["command"])
         if exported:
@@ -252,8 +258,7 @@ class Project(object):
         spec["command"] = ["redis-server", "/run/secrets/redis.conf"]
         spec.update(secrets=[self.add_secret("redis", "redis.conf", "redis.conf")],
                     volumes=["redis_data:/data", self.helpers_mount()], tmpfs=["/tmp"], networks=["backend"])
-        if c.get("config_hash"):
-            spec["labels"] = {"selfhost.secrets-hash": c["config_hash"]}
+        spec["labels"] = {"selfhost.secrets-hash": "${%s}" % secrets_hash_var("redis")}
         if c["publish"]:
             spec["ports"] = ["%s:%s:6379" % (c["publish"], c["port"])]
         # A NOAUTH answer proves the server is up without the check knowing the password.

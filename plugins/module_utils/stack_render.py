@@ -50,6 +50,12 @@ def literal_image(image, images):
     return images[match.group(1)]
 
 
+def literal_labels(labels, env):
+    """Labels with their `${X}` references resolved from .env (the selfhost.secrets-hash label
+    names the variable the switch writes there)."""
+    return dict((key, literal_image(value, env) if isinstance(value, str) else value) for key, value in labels.items())
+
+
 def restart_policy(restart):
     """Compose's restart value as a swarm restart policy ("no" would be swarm's default, any)."""
     return {"condition": "none" if restart in ("no", False, None) else "any", "delay": "2s"}
@@ -90,6 +96,8 @@ def update_config(order, monitor):
 def service(name, spec, ctx):
     out = dict((k, v) for k, v in spec.items() if k not in DROPPED_SERVICE)
     out["image"] = literal_image(spec["image"], ctx["images"])
+    if spec.get("labels"):
+        out["labels"] = literal_labels(spec["labels"], ctx["images"])
     mounts = [v for v in spec.get("volumes", []) if not (isinstance(v, str) and v.startswith("./"))]
     binds = [v for v in spec.get("volumes", []) if isinstance(v, str) and v.startswith("./")]
     for bind in binds:

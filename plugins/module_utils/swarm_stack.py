@@ -59,6 +59,12 @@ def file_digest(path, key=None):
     return hmac.new(key, content, hashlib.sha256).hexdigest()
 
 
+def dump(doc):
+    """The stack file's text, as the stack that converged last is kept on the manager."""
+    return "# Rendered by selfhost.stack.swarm_stack from compose.yaml: the stack that converged last.\n" \
+        + yaml.safe_dump(doc, sort_keys=True, default_flow_style=False)
+
+
 def config_key(directory, filename):
     return "%s_%s" % (directory.strip("./"), filename.replace("-", "_").replace(".", "_"))
 

@@ -17,7 +17,10 @@ description:
     (never started) and removed at once. The image needs no tool of its own for that.
   - The app role wraps an image's entrypoint with its own (to export secrets into the
     environment) and gives secret files to the uid the container starts as; both need this.
-  - Images that are not on the host are listed in RV(missing), not an error, unless O(required).
+  - Images that are not on the host are pulled first (O(pull)); those still missing are listed in RV(missing), not
+    an error, unless O(required).
+  - The uid and gid a user name resolves to in an image are kept per image ID in O(cache) on the host, so the next
+    run reads no file out of the same image again.
 author: selfhost.stack developers (@selfhost-stack)
 requirements:
   - Docker Engine on the host.
@@ -37,10 +40,21 @@ options:
     description: Fail when an image is not on the host.
     type: bool
     default: false
+  pull:
+    description:
+      - V(missing) pulls the images that are not on the host, V(always) every image, V(never) none.
+      - A failed pull fails the task with Docker's words, naming the image.
+    type: str
+    choices: [missing, always, never]
+    default: never
+  cache:
+    description: JSON file keeping the resolved uid and gid per image ID and user (0600 root); empty keeps none.
+    type: path
+    default: /var/cache/selfhost-stack/image-users.json
 attributes:
   check_mode:
     support: full
-    description: Only reads; the temporary container that carries C(/etc/passwd) out is removed.
+    description: Only reads (no pull, the cache is not written); the temporary container that carries C(/etc/passwd) out is removed.
   diff_mode:
     support: none
     description: Changes nothing, so there is nothing to show.
@@ -70,6 +84,12 @@ images:
       env: {PATH: /usr/local/bin:/usr/bin:/bin}
       volumes: []
       workdir: /app
+pulled:
+  description: Image references pulled by this task.
+  returned: always
+  type: list
+  elements: str
+  sample: [registry.example.com/shop/api:1.4.2]
 missing:
   description: Image references that are not on the host.
   returned: always
@@ -79,6 +99,7 @@ missing:
 """
 
 import json
+import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.selfhost.stack.plugins.module_utils import image_config
@@ -87,8 +108,10 @@ from ansible_collections.selfhost.stack.plugins.module_utils import image_config
 class ImageReader(object):
     """Reads images through the docker CLI."""
 
-    def __init__(self, module):
+    def __init__(self, module, cache=None):
         self.module = module
+        self.cache = cache if cache is not None else {}
+        self.cache_changed = False
 
     def docker(self, *args, **kwargs):
         return self.module.run_command(["docker"] + list(args), **kwargs)
@@ -118,14 +141,46 @@ class ImageReader(object):
         if info is None:
             return None
         wanted = info["user"] if user is None else user
-        passwd = group = ""
-        if any(part and not part.isdigit() for part in wanted.split(":")) or (wanted and ":" not in wanted):
-            passwd, group = self.account_files(ref)
-        uid, gid, error = image_config.resolve_user(wanted, passwd, group)
-        if error:
-            self.module.fail_json(msg="%s: %s" % (ref, error), image=ref)
+        key = "%s|%s" % (info["id"], wanted)
+        if key in self.cache:
+            uid, gid = self.cache[key]
+        else:
+            passwd = group = ""
+            if any(part and not part.isdigit() for part in wanted.split(":")) or (wanted and ":" not in wanted):
+                passwd, group = self.account_files(ref)
+            uid, gid, error = image_config.resolve_user(wanted, passwd, group)
+            if error:
+                self.module.fail_json(msg="%s: %s" % (ref, error), image=ref)
+            self.cache[key] = [uid, gid]
+            self.cache_changed = True
         info.update(user=wanted, uid=uid, gid=gid)
         return info
+
+    def pull(self, ref):
+        rc, out, err = self.docker("pull", "--quiet", ref)
+        if rc != 0:
+            self.module.fail_json(msg="docker pull %s failed (rc %d): %s" % (ref, rc, (err or out).strip()[-1500:]),
+                                  image=ref)
+
+
+def load_cache(path):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (IOError, OSError, ValueError):
+        return {}
+
+
+def save_cache(path, data):
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o700)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, sort_keys=True)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
 
 
 def main():
@@ -134,25 +189,36 @@ def main():
             images=dict(type="list", elements="str", required=True),
             users=dict(type="dict", default={}),
             required=dict(type="bool", default=False),
+            pull=dict(type="str", default="never", choices=["missing", "always", "never"]),
+            cache=dict(type="path", default="/var/cache/selfhost-stack/image-users.json"),
         ),
         supports_check_mode=True,
     )
     images = list(dict.fromkeys(module.params["images"]))
+    cache_path = module.params["cache"]
     if not module.get_bin_path("docker"):
         if module.check_mode:  # a host whose Docker is not installed yet, in a check run
             module.exit_json(changed=False, images={}, missing=images)
         module.fail_json(msg="docker is not installed on this host (role selfhost.stack.docker installs it)")
-    reader = ImageReader(module)
-    found, missing = {}, []
+    reader = ImageReader(module, load_cache(cache_path) if cache_path else {})
+    found, missing, pulled = {}, [], []
     for ref in images:
         info = reader.read(ref, module.params["users"].get(ref))
+        wanted = module.params["pull"] == "always" or (info is None and module.params["pull"] == "missing")
+        if wanted and not module.check_mode:
+            reader.pull(ref)
+            pulled.append(ref)
+            info = reader.read(ref, module.params["users"].get(ref))
         if info is None:
             missing.append(ref)
         else:
             found[ref] = info
+    if cache_path and reader.cache_changed and not module.check_mode:
+        save_cache(cache_path, reader.cache)
     if missing and module.params["required"]:
-        module.fail_json(msg="images not on the host: %s" % ", ".join(missing), images=found, missing=missing)
-    module.exit_json(changed=False, images=found, missing=missing)
+        module.fail_json(msg="images not on the host: %s" % ", ".join(missing), images=found, missing=missing,
+                         pulled=pulled)
+    module.exit_json(changed=bool(pulled), images=found, missing=missing, pulled=pulled)
 
 
 if __name__ == "__main__":
