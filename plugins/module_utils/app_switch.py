@@ -281,7 +281,12 @@ class Switch(object):
                 failure = exc
                 if exc.details.get("before_change") or self.check_mode:
                     raise
-                outcome = self.revert(exc)
+                self.revert(exc)
+            except Exception as exc:  # a fault of the host (a full disk, a bug): back all the same
+                failure = SwitchFailed("The switch", "%s: %s" % (type(exc).__name__, exc))
+                if self.check_mode:
+                    raise failure
+                self.revert(failure)
         finally:
             if failure is not None or outcome != "ok":
                 self.result["failed_check"] = failure.reason() if failure else ""
