@@ -21,6 +21,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import ssl
 import string
@@ -183,8 +184,38 @@ class Project(object):
         return key
 
 
+def process_start(pid):
+    """The start time of a process (field 22 of /proc/<pid>/stat), or None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (IOError, OSError, IndexError, ValueError):
+        return None
+
+
+def process_tree(pid):
+    """pid and every process below it."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (IOError, OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
 class Lock(object):
-    """One deploy at a time per host: mkdir is atomic, so a second deploy finds the lock and stops."""
+    """One deploy at a time per host: mkdir is atomic, so a second deploy finds the lock and stops.
+    The holder's pid is kept beside its name: a switch goes on when its controller dies (nothing
+    on the host stops it), and app_lock_force stops it before breaking the lock."""
 
     def __init__(self, path, host, force):
         self.path = path
@@ -192,19 +223,34 @@ class Lock(object):
         self.force = force
         self.taken = False
 
-    def holder(self):
+    def read(self, name):
         try:
-            with open(os.path.join(self.path, "owner")) as f:
+            with open(os.path.join(self.path, name)) as f:
                 return f.read().strip()
         except (IOError, OSError):
             return ""
 
     def refusal(self):
         return ("%s: another deploy holds the lock %s (%s). If that deploy is dead, run again with -e app_lock_force=true."
-                % (self.host, self.path, self.holder() or "owner unknown"))
+                % (self.host, self.path, self.read("owner") or "owner unknown"))
+
+    def stop_holder(self):
+        """Stops a holder that still runs on this host (the same pid and start time)."""
+        pid, _sep, started = self.read("pid").partition(" ")
+        if not pid.isdigit() or int(pid) == os.getpid() or process_start(int(pid)) != started:
+            return
+        for member in process_tree(int(pid)):
+            try:
+                os.kill(member, signal.SIGKILL)
+            except OSError:
+                pass
+        deadline = time.monotonic() + 10
+        while process_start(int(pid)) == started and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def take(self, owner):
         if self.force and os.path.isdir(self.path):
+            self.stop_holder()
             shutil.rmtree(self.path)
         try:
             os.mkdir(self.path)
@@ -215,6 +261,8 @@ class Lock(object):
         self.taken = True
         with open(os.path.join(self.path, "owner"), "w") as f:
             f.write(owner + "\n")
+        with open(os.path.join(self.path, "pid"), "w") as f:
+            f.write("%d %s\n" % (os.getpid(), process_start(os.getpid())))
 
     def release(self):
         if self.taken:
@@ -298,9 +346,13 @@ class Switch(object):
         """The release this run switches to: {relative path: spec}, the secret files apart."""
         if self.p["action"] == "rollback":
             target = self.p["release"]
+            known = releases.list_releases(self.project.path) if self.project.exists() else []
             if target == "previous":
                 target = releases.previous_release(self.project.path)
-            known = releases.list_releases(self.project.path) if self.project.exists() else []
+                if target is None:
+                    raise SwitchFailed("Restore the files of the release to return to", "%s has no previous release to "
+                                       "return to (releases: %s)" % (self.host, ", ".join(known) or "none"),
+                                       before_change=True)
             if target not in known:
                 raise SwitchFailed("Restore the files of the release to return to", "no release %s in %s/releases (known: %s)" % (
                     target, self.project.path, ", ".join(known) or "none"), before_change=True)

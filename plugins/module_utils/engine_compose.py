@@ -396,7 +396,8 @@ class ComposeEngine(Engine):
         if not wait_until(ready, self.timeout):
             found = [c for c in self.containers() if c.service in services and not c.serving]
             raise SwitchFailed(step, "not healthy within %ds: %s" % (self.timeout, "; ".join(
-                "%s is %s/%s: %s" % (c.name, c.state, c.health, self.health_log(c.name)) for c in found) or
+                "%s is %s%s: %s" % (c.name, c.state, "/" + c.health if c.health else "", self.health_log(c.name))
+                for c in found) or
                 "no container of %s" % ", ".join(services)))
 
     # -- the edge ------------------------------------------------------------------------

@@ -410,9 +410,12 @@ def main():
     try:
         result = switch.run()
     except SwitchFailed as exc:
-        result = dict(switch.result, failed_check=exc.reason())
+        result = dict(switch.result)
+        result.setdefault("failed_check", exc.reason())
         result.update((k, v) for k, v in exc.details.items() if k in ("service", "services"))
         module.fail_json(msg=exc.msg, **result)
+    except Exception as exc:  # a fault outside a switch (preflight, migrate, retire): its words, no traceback
+        module.fail_json(msg="%s: %s" % (type(exc).__name__, exc), **switch.result)
     module.exit_json(**result)
 
 

@@ -43,7 +43,7 @@ options:
   pull:
     description:
       - V(missing) pulls the images that are not on the host, V(always) every image, V(never) none.
-      - A failed pull fails the task with Docker's words, naming the image.
+      - A failed pull fails the task with Docker's words, naming every image that failed.
     type: str
     choices: [missing, always, never]
     default: never
@@ -157,10 +157,9 @@ class ImageReader(object):
         return info
 
     def pull(self, ref):
+        """None, or docker's words when the pull failed."""
         rc, out, err = self.docker("pull", "--quiet", ref)
-        if rc != 0:
-            self.module.fail_json(msg="docker pull %s failed (rc %d): %s" % (ref, rc, (err or out).strip()[-1500:]),
-                                  image=ref)
+        return None if rc == 0 else "docker pull %s failed (rc %d): %s" % (ref, rc, (err or out).strip()[-1000:])
 
 
 def load_cache(path):
@@ -201,20 +200,27 @@ def main():
             module.exit_json(changed=False, images={}, missing=images)
         module.fail_json(msg="docker is not installed on this host (role selfhost.stack.docker installs it)")
     reader = ImageReader(module, load_cache(cache_path) if cache_path else {})
-    found, missing, pulled = {}, [], []
+    found, missing, pulled, failed = {}, [], [], []
     for ref in images:
         info = reader.read(ref, module.params["users"].get(ref))
         wanted = module.params["pull"] == "always" or (info is None and module.params["pull"] == "missing")
         if wanted and not module.check_mode:
-            reader.pull(ref)
-            pulled.append(ref)
+            error = reader.pull(ref)
+            if error:
+                failed.append(error)
+                continue
+            before = info
             info = reader.read(ref, module.params["users"].get(ref))
+            if before is None or info is None or before["id"] != info["id"]:
+                pulled.append(ref)  # a pull that found the image up to date changed nothing
         if info is None:
             missing.append(ref)
         else:
             found[ref] = info
     if cache_path and reader.cache_changed and not module.check_mode:
         save_cache(cache_path, reader.cache)
+    if failed:
+        module.fail_json(msg="; ".join(failed), images=found, missing=missing, pulled=pulled)
     if missing and module.params["required"]:
         module.fail_json(msg="images not on the host: %s" % ", ".join(missing), images=found, missing=missing,
                          pulled=pulled)

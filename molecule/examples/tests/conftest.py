@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -85,9 +86,33 @@ def wait_healthy(host, project, services, timeout=240):
     raise AssertionError("%s not healthy within %ds: %s" % (project, timeout, current))
 
 
-def restart_host(name):
-    import subprocess
+class ServiceEvents:
+    """(time, action, container) of the starts and deaths of one service of one Compose project on
+    a test host while the block runs, streamed as they happen: `docker events --since` reads the
+    daemon's in-memory history, which keeps the last 256 events only, and the stacks'
+    healthchecks fill it within a minute. The project label keeps another project's service of
+    the same name out (the README model's shop runs beside node-media on its host)."""
 
+    def __init__(self, host_name, project, service):
+        self.command = ["docker", "exec", host_name, "timeout", "900", "docker", "events",
+                        "--filter", "label=com.docker.compose.project=" + project,
+                        "--filter", "label=com.docker.compose.service=" + service,
+                        "--filter", "event=start", "--filter", "event=die",
+                        "--format", "{{.TimeNano}} {{.Action}} {{.Actor.Attributes.name}}"]
+
+    def __enter__(self):
+        self.stream = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        time.sleep(1)  # subscribed before the change starts
+        return self
+
+    def __exit__(self, *exc):
+        time.sleep(1)
+        self.stream.terminate()
+        out, _ = self.stream.communicate(timeout=30)
+        self.events = [(int(t), action, name) for t, action, name in (line.split() for line in out.splitlines())]
+
+
+def restart_host(name):
     subprocess.run(["docker", "restart", name], check=True, capture_output=True, timeout=120)
     subprocess.run(["docker", "exec", name, "timeout", "120", "systemctl", "is-system-running", "--wait"],
                    capture_output=True, timeout=150, check=False)

@@ -4,11 +4,11 @@ Tests run in file order: the update, the rollback and the host restart come last
 """
 
 import json
-import subprocess
 import time
 import uuid
 
-from conftest import MEDIA, MEDIA_URL, SHOP, SHOP_URL, containers, get_json, http, recap, restart_host, run_playbook, wait_healthy
+from conftest import (MEDIA, MEDIA_URL, SHOP, SHOP_URL, ServiceEvents, containers, get_json, http, recap, restart_host,
+                      run_playbook, wait_healthy)
 from testlib import Load
 
 SHOP_SERVICES = ["api", "nginx", "postgres", "redis"]
@@ -163,29 +163,8 @@ def test_bad_model_stops_before_any_change(media):
 
 # -- update, rollback, restart: the last good release keeps serving, uploads survive -----------
 
-class WorkerEvents:
-    """(time, action, container) of the media worker's starts and deaths while the block runs,
-    streamed as they happen: `docker events --since` reads the daemon's in-memory history, which
-    keeps the last 256 events only, and the stack's healthchecks fill it within a minute."""
-
-    def __enter__(self):
-        self.stream = subprocess.Popen(
-            ["docker", "exec", MEDIA, "timeout", "900", "docker", "events",
-             "--filter", "label=com.docker.compose.service=worker", "--filter", "event=start", "--filter", "event=die",
-             "--format", "{{.TimeNano}} {{.Action}} {{.Actor.Attributes.name}}"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        time.sleep(1)  # subscribed before the change starts
-        return self
-
-    def __exit__(self, *exc):
-        time.sleep(1)
-        self.stream.terminate()
-        out, _ = self.stream.communicate(timeout=30)
-        self.events = [(int(t), action, name) for t, action, name in (line.split() for line in out.splitlines())]
-
-
 def test_update_under_load_fails_no_request_and_replaces_the_worker_stop_first(media, shop):
-    with WorkerEvents() as worker, Load(MEDIA_URL + "/api/health") as media_load, \
+    with ServiceEvents(MEDIA, "media", "worker") as worker, Load(MEDIA_URL + "/api/health") as media_load, \
             Load(SHOP_URL + "/api/items") as shop_load:
         # Two applications on hosts of their own, as their own inventories would update them: one
         # batch (at once), not one after the other.
@@ -203,7 +182,8 @@ def test_update_under_load_fails_no_request_and_replaces_the_worker_stop_first(m
     dies = [t for t, action, _ in events if action == "die"]
     starts = [t for t, action, _ in events if action == "start"]
     assert dies and starts and max(dies) < min(starts), events
-    workers = media.check_output("docker ps --filter label=com.docker.compose.service=worker --format '{{.Image}}'")
+    workers = media.check_output("docker ps --filter label=com.docker.compose.project=media "
+                                 "--filter label=com.docker.compose.service=worker --format '{{.Image}}'")
     assert workers.split() == ["selfhost-registry:5000/selfhost/node-media-worker:v2"], workers
     assert uploaded_file_is_there(media)
 

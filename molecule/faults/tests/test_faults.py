@@ -82,16 +82,17 @@ def test_container_docker_refuses_is_removed_and_the_release_keeps_serving(host,
     assert converges(deploy())["changed"] == 0
 
 
-def refused_before_any_change(host, version, fault=None, repair=None):
+def refused_before_any_change(host, version, fault=None, repair=None, extra=()):
     """deploy.yml of `version` under load while `fault` (a command on the host) holds, until
     `repair`: the run fails, no request does, and the host's files and version stay as they were.
     Returns the run's output."""
     files = live_files(host)
+    before = containers(host)
     if fault:
         host.run_test(fault)
     try:
         with Load(LOAD_URL) as load:
-            result = deploy("-e", "app_version=" + version)
+            result = deploy("-e", "app_version=" + version, *extra)
             figures = load.stop()
     finally:
         if repair:
@@ -99,6 +100,7 @@ def refused_before_any_change(host, version, fault=None, repair=None):
     assert result.returncode != 0
     no_failures(figures)
     assert live_files(host) == files and served_version(host) == "v1"
+    assert containers(host) == before
     return result.output
 
 
@@ -122,6 +124,24 @@ def test_full_disk_during_the_pull_is_refused_before_any_change(host):
         host, "v2", "mkdir -p /var/lib/docker/tmp && mount -t tmpfs -o size=4k tmpfs /var/lib/docker/tmp",
         "umount /var/lib/docker/tmp")
     assert "no space left on device" in output.lower(), output[-3000:]
+
+
+def static_asset(host):
+    """(status, Cache-Control, body) of a static file the edge serves from the frontend's image."""
+    out = host.check_output("curl -s -D - http://127.0.0.1/assets/index.html")
+    head, _sep, body = out.partition("\r\n\r\n")
+    control = next((line.split(":", 1)[1].strip() for line in head.splitlines() if line.lower().startswith("cache-control:")), "")
+    return int(head.split()[1]), control, body
+
+
+def test_static_files_follow_the_image_and_a_missing_path_is_refused_before_any_change(host, extra_vars):
+    status, control, body = static_asset(host)
+    assert (status, control) == (200, "max-age=3600") and "v1" in body, (status, control, body[:200])
+    # A path the image lacks is found before anything on the host changes.
+    output = refused_before_any_change(host, "v1", extra=extra_vars(faults_static_from="/srv/nowhere"))
+    assert "app_services.frontend.static" in output and "/srv/nowhere" in output, output[-3000:]
+    assert static_asset(host)[2] == body
+    assert not host.run("ls -a /opt/demo/static/frontend | grep -q tmp").succeeded
 
 
 # -- the edge -----------------------------------------------------------------------------------
@@ -150,10 +170,10 @@ def test_edge_starts_without_backends_and_answers_503(host):
 
 # -- interrupted switches -----------------------------------------------------------------------
 
-def start_update(version):
+def start_update(version, *extra):
     env = dict(os.environ, ANSIBLE_VAULT_PASSWORD_FILE=str(VAULT_PASSWORD), ANSIBLE_FORCE_COLOR="0")
-    return subprocess.Popen(["ansible-playbook", "-i", INVENTORY, "playbooks/update.yml", "-e", "app_version=" + version],
-                            cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    return subprocess.Popen(["ansible-playbook", "-i", INVENTORY, "playbooks/update.yml", "-e", "app_version=" + version,
+                             *extra], cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
 
 
@@ -171,13 +191,15 @@ def wait_new_backend(host, before, timeout=240):
 def test_controller_killed_during_the_switch(host):
     before = {n for n, c in containers(host).items() if c["service"] == "backend"}
     with Load(LOAD_URL) as load:
-        update = start_update("v2")
+        # A long drain keeps the switch busy on the host after its controller is gone: nothing
+        # there stops it (it would finish, or revert, and release the lock by itself).
+        update = start_update("v2", "-e", "app_drain_seconds=120")
         try:
             wait_new_backend(host, before)
         finally:
             os.killpg(update.pid, signal.SIGKILL)
             update.wait(timeout=30)
-        # The next plain run says who holds the lock; a forced one converges.
+        # The next plain run says who holds the lock; a forced one stops that switch and converges.
         result = run_playbook("playbooks/update.yml", "-e", "app_version=v2")
         assert result.returncode != 0 and "another deploy holds the lock" in result.output
         assert "app_lock_force=true" in result.output
@@ -188,6 +210,7 @@ def test_controller_killed_during_the_switch(host):
     assert served_version(host) == "v2"
     assert not host.file(f"{APP_DIR}/.deploy.lock").exists
     assert len([c for c in containers(host).values() if c["service"] == "backend"]) == 1
+    assert "v2" in static_asset(host)[2]  # copied anew from the new frontend image
 
 
 def test_host_restarted_during_the_switch(host):

@@ -113,8 +113,7 @@ def host_services(services, host=None, groups=None, nginx=True, postgres=True, r
     return (app_side if host in groups.get("app", []) else []) + (data_side if host in groups.get("db", []) else [])
 
 
-def context(model, here, images=None, pg_image=PG16, publish="", tls=False, secrets_hash=None, redis_hash="",
-            start_interval="1s", redis_uid=999):
+def context(model, here, images=None, pg_image=PG16, publish="", tls=False, start_interval="1s", redis_uid=999):
     """app_compose_context of roles/app/vars/main.yml."""
     images = IMAGES if images is None else images
     refs = dict((s, model[s]["image"]) for s in here if s in model)
@@ -129,7 +128,6 @@ def context(model, here, images=None, pg_image=PG16, publish="", tls=False, secr
         "log_max_file": 3,
         "start_interval": start_interval,
         "builtin_healthcheck": {"interval": "5s", "timeout": "3s", "retries": 12, "start_period": "30s"},
-        "secrets_hash": secrets_hash or {},
         "images": images,
         "refs": refs,
         "nginx": {"bind": "0.0.0.0", "http_port": 80, "https_port": 443, "tls": tls, "limits": LIMITS["nginx"],
@@ -138,7 +136,7 @@ def context(model, here, images=None, pg_image=PG16, publish="", tls=False, secr
         "postgres": {"db": "shop", "user": "shop", "port": 5432, "publish": publish,
                      "layout18": "/var/lib/postgresql" in pg_volumes and "/var/lib/postgresql/data" not in pg_volumes,
                      "limits": LIMITS["postgres"]},
-        "redis": {"uid": redis_uid, "port": 6379, "publish": publish, "limits": LIMITS["redis"], "config_hash": redis_hash},
+        "redis": {"uid": redis_uid, "port": 6379, "publish": publish, "limits": LIMITS["redis"]},
     }
 
 
@@ -365,9 +363,15 @@ def test_user_values_keep_their_dollars():
 
 
 def test_compose_substitutes_only_image_variables():
+    """And each service's secrets hash, in its selfhost.secrets-hash label only."""
     for doc in (example()[0], render(WORKLOAD)[0], render(STATIC)[0]):
         for where, var in interpolations(doc):
-            assert where.endswith(".image") and (var.endswith("_IMAGE")), (where, var)
+            if where.endswith(".labels.selfhost.secrets-hash"):
+                service = where.split(".")[2]
+                assert var == cr.secrets_hash_var(service.split("-migrate-")[0]), (where, var)
+            else:
+                assert where.endswith(".image") and (var.endswith("_IMAGE")), (where, var)
+                assert not var.endswith("_SECRETS_HASH"), (where, var)
 
 
 def test_string_command_runs_in_a_shell():
@@ -500,14 +504,25 @@ def test_stop_grace_period_of_every_application_service():
 
 
 def test_secrets_hash_labels_roll_only_services_with_secrets():
-    doc, _ = render(WORKLOAD, secrets_hash={"api": "h-api", "worker": "h-worker", "cron": "h-cron"}, redis_hash="h-redis")
+    """The label names a .env variable the switch writes on the host, where the key is: Compose
+    resolves it, so a changed secret changes the configuration of the services that use it."""
+    doc, _ = render(WORKLOAD)
     services = doc["services"]
-    assert services["api"]["labels"] == {"selfhost.secrets-hash": "h-api"}
-    assert services["worker"]["labels"] == {"selfhost.secrets-hash": "h-worker"}
+    assert services["api"]["labels"] == {"selfhost.secrets-hash": "${API_SECRETS_HASH}"}
+    assert services["worker"]["labels"] == {"selfhost.secrets-hash": "${WORKER_SECRETS_HASH}"}
     assert "labels" not in services["cron"]  # no secrets
-    assert services["redis"]["labels"] == {"selfhost.secrets-hash": "h-redis"}
-    doc, _ = render(WORKLOAD)  # no hash key yet (check mode on a new host)
-    assert all("labels" not in spec for spec in doc["services"].values())
+    assert services["redis"]["labels"] == {"selfhost.secrets-hash": "${REDIS_SECRETS_HASH}"}
+    assert "labels" not in services["postgres"] and "labels" not in services["nginx"]
+    # The label is the same whatever the secrets are: compose.yaml holds no trace of them.
+    assert "${API_SECRETS_HASH}" in json.dumps(doc) and SECRETS["database_url"] not in json.dumps(doc)
+
+
+def test_secrets_hash_variables_of_hyphenated_names():
+    assert cr.secrets_hash_var("api") == "API_SECRETS_HASH"
+    assert cr.secrets_hash_var("media-worker") == "MEDIA_WORKER_SECRETS_HASH"
+    services = {"media-worker": {"image": WORKER, "secrets": [{"name": "api_token", "env": "API_TOKEN"}]}}
+    doc, _ = render(services, here=["media-worker"])
+    assert doc["services"]["media-worker"]["labels"] == {"selfhost.secrets-hash": "${MEDIA_WORKER_SECRETS_HASH}"}
 
 
 # -- migrations ---------------------------------------------------------------------------------
@@ -563,10 +578,12 @@ def test_migrations_plan_and_image_env():
     ]
     assert cr.image_env(model, here) == {"API_IMAGE": API, "API_MIGRATE_1_IMAGE": API, "API_MIGRATE_2_IMAGE": TOOLS,
                                          "CRON_IMAGE": WORKER, "WORKER_IMAGE": WORKER}
-    # Every image variable of the document is in the env file (or one of the collection's).
+    # Every image variable of the document is in the env file (or one of the collection's); the
+    # secrets hashes are the ones the switch adds to it (api, worker and Redis have secrets).
     doc = cr.compose_project(model, context(model, here))
     used = {var for _where, var in interpolations(doc)}
-    assert used == set(cr.image_env(model, here)) | BUILTIN_IMAGE_VARS
+    assert used == set(cr.image_env(model, here)) | BUILTIN_IMAGE_VARS | {
+        "API_SECRETS_HASH", "WORKER_SECRETS_HASH", "REDIS_SECRETS_HASH"}
     # Not on this host: no migrations, no variables.
     assert cr.migrations(model, ["nginx", "postgres"]) == [] and cr.image_env(model, ["postgres"]) == {}
 

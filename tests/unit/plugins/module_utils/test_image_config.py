@@ -264,3 +264,175 @@ def test_reader_fails_on_a_name_the_image_does_not_know():
 def test_reader_of_a_missing_image():
     images, _fake = reader()
     assert images.read("shop/missing:1") is None
+
+
+# -- the module: pulling images and the cache of resolved users -------------------------------
+
+
+class Exited(Exception):
+    def __init__(self, result):
+        super(Exited, self).__init__(result.get("msg", ""))
+        self.result = result
+
+
+class FakeAnsible(FakeModule):
+    """The module's AnsibleModule: its params, check mode, and a docker whose registry holds
+    `registry` (ref -> inspect); a pull of a ref it lacks fails with `pull_error`."""
+
+    def __init__(self, params, images, files, registry=None, check_mode=False, pull_error=None):
+        super(FakeAnsible, self).__init__(images, files)
+        self.params = params
+        self.check_mode = check_mode
+        self.registry = registry or {}
+        self.pull_error = pull_error
+
+    def get_bin_path(self, name):
+        return "/usr/bin/" + name
+
+    def run_command(self, argv, binary_data=False, encoding="utf-8"):
+        if argv[1] == "pull":
+            self.calls.append(argv)
+            ref = argv[-1]
+            if ref not in self.registry:
+                return 1, "", self.pull_error or "Error response from daemon: manifest for %s not found" % ref
+            self.images[ref] = self.registry[ref]
+            return 0, self.registry[ref]["Id"] + "\n", ""
+        return super(FakeAnsible, self).run_command(argv, binary_data, encoding)
+
+    def exit_json(self, **result):
+        raise Exited(result)
+
+    def fail_json(self, **result):
+        raise Exited(dict(result, failed=True))
+
+    def pulls(self):
+        return [c[-1] for c in self.calls if c[1] == "pull"]
+
+    def creates(self):
+        return [c for c in self.calls if c[1] == "create"]
+
+
+API_REF, OTHER_REF = "shop/api:1", "shop/other:2"
+OTHER = dict(INSPECT, Id="sha256:" + "fe" * 32, Config=dict(INSPECT["Config"], User="redis"))
+FILES = {API_REF: {"passwd": PASSWD, "group": GROUP}, OTHER_REF: {"passwd": PASSWD, "group": GROUP}}
+
+
+def run_main(monkeypatch, tmp_path, images, local=(), registry=None, pull="never", check_mode=False, users=None,
+             cache="default", pull_error=None):
+    """module.main() with AnsibleModule replaced; (result, fake)."""
+    params = {"images": list(images), "users": users or {}, "required": False, "pull": pull,
+              "cache": str(tmp_path / "cache" / "image-users.json") if cache == "default" else cache}
+    local = dict((ref, {API_REF: INSPECT, OTHER_REF: OTHER}[ref]) for ref in local)
+    fake = FakeAnsible(params, local, FILES, registry, check_mode, pull_error)
+    monkeypatch.setattr(module, "AnsibleModule", lambda **kwargs: fake)
+    with pytest.raises(Exited) as done:
+        module.main()
+    return done.value.result, fake
+
+
+def test_a_missing_image_is_pulled_then_read(monkeypatch, tmp_path):
+    result, fake = run_main(monkeypatch, tmp_path, [API_REF], registry={API_REF: INSPECT}, pull="missing")
+    assert not result.get("failed") and result["changed"]
+    assert result["pulled"] == [API_REF] and result["missing"] == []
+    assert (result["images"][API_REF]["uid"], result["images"][API_REF]["gid"]) == (1000, 1001)
+    assert fake.pulls() == [API_REF]
+
+
+def test_missing_pulls_only_what_is_not_here(monkeypatch, tmp_path):
+    result, fake = run_main(monkeypatch, tmp_path, [API_REF, OTHER_REF], local=[API_REF],
+                            registry={API_REF: INSPECT, OTHER_REF: OTHER}, pull="missing")
+    assert fake.pulls() == [OTHER_REF] and result["pulled"] == [OTHER_REF]
+    assert sorted(result["images"]) == [API_REF, OTHER_REF]
+
+
+def test_always_pulls_every_image(monkeypatch, tmp_path):
+    # The registry has a newer image under each tag.
+    newer = {API_REF: dict(INSPECT, Id="sha256:" + "12" * 32), OTHER_REF: dict(OTHER, Id="sha256:" + "34" * 32)}
+    result, fake = run_main(monkeypatch, tmp_path, [API_REF, OTHER_REF], local=[API_REF, OTHER_REF],
+                            registry=newer, pull="always")
+    assert fake.pulls() == [API_REF, OTHER_REF] and result["pulled"] == [API_REF, OTHER_REF] and result["changed"]
+    assert sorted(result["images"]) == [API_REF, OTHER_REF]
+    assert result["images"][API_REF]["id"] == newer[API_REF]["Id"]  # read after the pull
+
+
+def test_always_reports_no_change_when_every_image_was_up_to_date(monkeypatch, tmp_path):
+    result, fake = run_main(monkeypatch, tmp_path, [API_REF], local=[API_REF], registry={API_REF: INSPECT},
+                            pull="always")
+    assert fake.pulls() == [API_REF]
+    assert not result["changed"]
+
+
+def test_never_leaves_a_missing_image_missing(monkeypatch, tmp_path):
+    result, fake = run_main(monkeypatch, tmp_path, [API_REF], registry={API_REF: INSPECT}, pull="never")
+    assert not result.get("failed") and not result["changed"]
+    assert result["missing"] == [API_REF] and result["images"] == {} and result["pulled"] == []
+    assert fake.pulls() == []
+
+
+def test_a_failed_pull_fails_naming_the_image_with_dockers_words(monkeypatch, tmp_path):
+    words = "Error response from daemon: pull access denied for shop/api, repository does not exist"
+    result, fake = run_main(monkeypatch, tmp_path, [API_REF], pull="missing", pull_error=words)
+    assert result["failed"]
+    assert result["msg"].startswith("docker pull %s failed (rc 1): " % API_REF) and words in result["msg"]
+    assert fake.pulls() == [API_REF]
+
+
+def test_every_image_that_failed_to_pull_is_named(monkeypatch, tmp_path):
+    third = "shop/third:3"
+    result, fake = run_main(monkeypatch, tmp_path, [API_REF, OTHER_REF, third], registry={OTHER_REF: OTHER},
+                            pull="missing")
+    assert result["failed"] and fake.pulls() == [API_REF, OTHER_REF, third]
+    assert "docker pull %s failed" % API_REF in result["msg"] and "docker pull %s failed" % third in result["msg"]
+    assert OTHER_REF not in result["msg"]
+    assert result["pulled"] == [OTHER_REF] and sorted(result["images"]) == [OTHER_REF]
+
+
+def test_check_mode_neither_pulls_nor_writes_the_cache(monkeypatch, tmp_path):
+    result, fake = run_main(monkeypatch, tmp_path, [API_REF, OTHER_REF], local=[OTHER_REF],
+                            registry={API_REF: INSPECT}, pull="missing", check_mode=True)
+    assert fake.pulls() == [] and result["pulled"] == [] and not result["changed"]
+    assert result["missing"] == [API_REF] and result["images"][OTHER_REF]["uid"] == 999
+    assert not (tmp_path / "cache").exists()
+    result, fake = run_main(monkeypatch, tmp_path, [API_REF], local=[API_REF], pull="always", check_mode=True)
+    assert fake.pulls() == [] and not result["changed"] and not (tmp_path / "cache").exists()
+
+
+def test_a_cached_user_resolution_creates_no_container(monkeypatch, tmp_path):
+    first, fake = run_main(monkeypatch, tmp_path, [API_REF], local=[API_REF])
+    assert len(fake.creates()) == 1
+    cache = tmp_path / "cache" / "image-users.json"
+    assert json.loads(cache.read_text()) == {INSPECT["Id"] + "|app": [1000, 1001]}
+    again, fake = run_main(monkeypatch, tmp_path, [API_REF], local=[API_REF])
+    assert fake.creates() == []
+    assert again["images"] == first["images"]
+    # Another user of the same image, or another image ID, is resolved from the image again.
+    _result, fake = run_main(monkeypatch, tmp_path, [API_REF], local=[API_REF], users={API_REF: "redis:staff"})
+    assert len(fake.creates()) == 1
+    _result, fake = run_main(monkeypatch, tmp_path, [OTHER_REF], local=[OTHER_REF])
+    assert len(fake.creates()) == 1
+    assert sorted(json.loads(cache.read_text())) == sorted(
+        [INSPECT["Id"] + "|app", INSPECT["Id"] + "|redis:staff", OTHER["Id"] + "|redis"])
+
+
+def test_an_empty_cache_option_keeps_no_cache(monkeypatch, tmp_path):
+    run_main(monkeypatch, tmp_path, [API_REF], local=[API_REF], cache="")
+    _result, fake = run_main(monkeypatch, tmp_path, [API_REF], local=[API_REF], cache="")
+    assert len(fake.creates()) == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_the_cache_file_is_written_0600(monkeypatch, tmp_path):
+    run_main(monkeypatch, tmp_path, [API_REF], local=[API_REF])
+    cache = tmp_path / "cache" / "image-users.json"
+    assert oct(cache.stat().st_mode & 0o777) == oct(0o600)
+    assert oct((tmp_path / "cache").stat().st_mode & 0o777) == oct(0o700)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["image-users.json"]  # no temporary file
+
+
+def test_an_unreadable_cache_is_an_empty_one(tmp_path):
+    bad = tmp_path / "image-users.json"
+    bad.write_text("{not json")
+    assert module.load_cache(str(bad)) == {} and module.load_cache(str(tmp_path / "none.json")) == {}
+    bad.write_text("[1, 2]")
+    assert module.load_cache(str(bad)) == {}
+    module.save_cache(str(bad), {"sha256:1|app": [1, 2]})
+    assert module.load_cache(str(bad)) == {"sha256:1|app": [1, 2]}

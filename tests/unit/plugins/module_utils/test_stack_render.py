@@ -18,14 +18,18 @@ sys.path.insert(0, os.path.dirname(__file__))
 import test_compose_render as fixtures  # noqa: E402
 
 HASH = "0123456789abcdef" * 4
+SECRETS_HASH = "fedcba9876543210" * 4
 
 
 def images(doc):
-    """The .env variables of the compose project, as the role writes them."""
+    """The .env variables of the compose project, as the role writes them, and the keyed hash of
+    each service's secrets the switch adds (module_utils.app_switch)."""
     out = {"NGINX_IMAGE": fixtures.NGINX, "POSTGRES_IMAGE": fixtures.PG16, "REDIS_IMAGE": fixtures.REDIS}
     for name in fixtures.README_EXAMPLE:
         out[name.upper() + "_IMAGE"] = fixtures.README_EXAMPLE[name]["image"]
     out["API_MIGRATE_1_IMAGE"] = fixtures.README_EXAMPLE["api"]["image"]
+    for name in doc["services"]:
+        out[fixtures.cr.secrets_hash_var(name)] = SECRETS_HASH[:-len(name)] + name
     return out
 
 
@@ -59,6 +63,29 @@ def test_no_key_the_stack_schema_rejects_or_ignores(project):
         for key in ("restart", "depends_on", "security_opt", "tmpfs", "shm_size", "profiles"):
             assert key not in spec, (name, key)
         assert "${" not in spec["image"], spec["image"]
+
+
+def test_the_secrets_hash_label_is_the_value_the_switch_wrote_to_env(project):
+    """The stack CLI reads no .env: the label's variable is resolved from it, so a changed
+    secret is a changed service spec (a rolling update of that service only)."""
+    env = images(project)
+    out = st.stack(project, context(project))
+    assert out["services"]["api"]["labels"] == {"selfhost.secrets-hash": env["API_SECRETS_HASH"]}
+    assert "labels" not in out["services"]["web"] and "labels" not in out["services"]["postgres"]
+    assert not [v for v in fixtures.interpolations(out["services"]["api"]) if "labels" in v[0]]
+    env["API_SECRETS_HASH"] = "0" * 64
+    again = st.stack(project, context(project, images=env))
+    assert again["services"]["api"]["labels"] == {"selfhost.secrets-hash": "0" * 64}
+    assert again["services"]["web"] == out["services"]["web"]
+    # A .env without the variable (the switch did not write it) is refused, naming it.
+    del env["API_SECRETS_HASH"]
+    with pytest.raises(RenderError, match="API_SECRETS_HASH"):
+        st.stack(project, context(project, images=env))
+
+
+def test_other_labels_pass_unchanged():
+    assert st.literal_labels({"a": "plain", "b": "${X}", "c": 3}, {"X": "resolved"}) == {
+        "a": "plain", "b": "resolved", "c": 3}
 
 
 def test_tmpfs_and_shared_memory_become_mounts(project):

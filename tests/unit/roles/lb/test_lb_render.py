@@ -36,7 +36,11 @@ APP_CASES = {
     "app-trusted": {"app_trusted_proxies": ["10.0.0.5", "10.0.1.0/24"]},
     "app-forwarded-proto": {"app_trusted_proxies": [], "app_trust_forwarded_proto": True},
     "app-trusted-and-forwarded-proto": {"app_trusted_proxies": ["10.0.0.5"], "app_trust_forwarded_proto": True},
+    "app-swarm": {"app_trusted_proxies": [], "app_engine": "swarm"},
 }
+# What differs between the engines on the role's side: the role's own map (vars/main.yml), and
+# __app_engine picked from it as the role does.
+APP_ENGINES = yaml.safe_load((APP / "vars" / "main.yml").read_text())["__app_engines"]
 # Two routed services, as the app role's vars would give them (app_model, app_plan).
 APP_VARS = {"app_name": "demo", "app_project_dir": "/opt/demo", "app_engine": "compose", "app_tls_enabled": False,
             "app_domains": [], "app_https_port": 443, "app_client_max_body_size": "10m",
@@ -44,7 +48,8 @@ APP_VARS = {"app_name": "demo", "app_project_dir": "/opt/demo", "app_engine": "c
             "app_model_here": ["backend", "frontend"],
             "app_model": {"backend": {"routes": [{"path": "/api/", "websocket": False}]},
                           "frontend": {"routes": [{"path": "/", "websocket": False}]}},
-            "app_plan": {"static": []}}
+            "app_plan": {"static": []},
+            "__app_engines": APP_ENGINES, "__app_engine": "{{ __app_engines[app_engine] }}"}
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +168,14 @@ def test_app_site_without_trusted_proxies_keeps_app_trust_forwarded_proto(render
     assert "real_ip" not in text and "$app_forwarded" not in text + headers
     assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in lines(headers)
     assert "proxy_set_header X-Forwarded-Proto $selfhost_forwarded_proto;" in lines(headers)
+
+
+def test_nginx_waits_for_a_container_to_accept_as_long_as_the_engine_wants(rendered):
+    # Compose: a container that is gone refuses at once; Swarm: a lost task drops connections,
+    # so the next one gets the request after 1 s.
+    assert "proxy_connect_timeout 5s;" in lines(rendered["app-untrusted.inc"])
+    assert "proxy_connect_timeout 1s;" in lines(rendered["app-swarm.inc"])
+    assert "proxy_next_upstream error timeout http_502 http_503;" in lines(rendered["app-swarm.inc"])
 
 
 def test_app_site_believes_trusted_load_balancers_only(rendered):
