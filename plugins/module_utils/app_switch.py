@@ -23,17 +23,12 @@ import re
 import shutil
 import signal
 import socket
-import ssl
 import string
 import subprocess
 import tempfile
 import time
 
-try:
-    from urllib.request import urlopen
-except ImportError:  # pragma: no cover - Python 2 is not supported on the hosts
-    urlopen = None
-
+from ansible.module_utils.urls import open_url
 from ansible_collections.selfhost.stack.plugins.module_utils import file_set
 from ansible_collections.selfhost.stack.plugins.module_utils import releases
 from ansible_collections.selfhost.stack.plugins.module_utils.compose_render import image_var, secrets_hash_var
@@ -77,14 +72,14 @@ def http_gate(url, wanted, timeout, expect, interval=GATE_INTERVAL):
     """`wanted` good answers in a row from url within timeout seconds: a 2xx whose body contains
     expect. Returns a line for the report; raises SwitchFailed."""
     deadline, streak, last = time.monotonic() + timeout, 0, "no answer yet"
-    context = ssl._create_unverified_context()  # its own host's 127.0.0.1: nothing to verify
     while streak < wanted:
         if time.monotonic() > deadline:
             raise SwitchFailed("Wait for consecutive good answers through Nginx",
                                "health gate: %d good answers in a row wanted from %s within %ss; last: %s"
                                % (wanted, url, timeout, last))
         try:
-            with urlopen(url, timeout=3, context=context) as answer:
+            # Its own host's 127.0.0.1: no certificate to verify.
+            with open_url(url, timeout=3, validate_certs=False, use_proxy=False) as answer:
                 body = answer.read().decode("utf-8", "replace")
             ok = expect in body
             last = body[:200] if ok else "answer without %r: %s" % (expect, body[:200])
@@ -517,10 +512,9 @@ class Switch(object):
             raise SwitchFailed(again.check, "%s: %s to %s failed (%s), and the revert to release %s failed too (%s)." % (
                 self.host, action, version, failure.reason(), self.before, again.reason()))
         self.result.update(changed=True, current=self.before, reverted_to=self.before)
-        raise SwitchFailed(failure.check, "%s: %s to %s failed (%s). Reverted automatically to release %s (version %s), "
-                           "which passed the health gate again." % (self.host, action, version, failure.reason(),
-                                                                     self.before, before_version),
-                           reverted=True, **failure.details)
+        message = "%s: %s to %s failed (%s). Reverted automatically to release %s (version %s), which passed the " \
+            "health gate again." % (self.host, action, version, failure.reason(), self.before, before_version)
+        raise SwitchFailed(failure.check, message, reverted=True, **failure.details)
 
     def audit_event(self, phase, outcome=None, failure=None):
         """A start or end line of the host's audit.log (never in check mode; not a change)."""

@@ -147,7 +147,7 @@ class ComposeEngine(Engine):
     # -- before any change -------------------------------------------------------------------
     def observe(self):
         for path in ("postgres/db_password", "redis/redis.conf"):
-            if path.split("/")[0] in self.services:
+            if path.split("/", 1)[0] in self.services:
                 text = self.project.read("secrets/" + path)
                 if text is not None:
                     self.running_passwords[path] = text
@@ -367,8 +367,8 @@ class ComposeEngine(Engine):
                                "the old ones keep serving: %s" % (", ".join(names), self.timeout, detail))
         ready = verdict[1]
         for name in names:
-            rollout.note("%s: %s started beside %s" % (name, ", ".join(c.name for c in ready[name][:start[name][1]]),
-                                                        ", ".join(c.name for c in start[name][0])))
+            started = ", ".join(c.name for c in ready[name][:start[name][1]])
+            rollout.note("%s: %s started beside %s" % (name, started, ", ".join(c.name for c in start[name][0])))
         return dict((n, ready[n][:start[n][1]]) for n in names)
 
     def remove_new(self, services, before):

@@ -359,7 +359,8 @@ def argument_spec():
             content=dict(type="str", required=True),
             mode=dict(type="str", default="0644"),
         )),
-        secret_files=dict(type="list", elements="dict", default=[], options=dict(
+        # no_log on each file's content only: the names and owners are no secret.
+        secret_files=dict(type="list", elements="dict", default=[], no_log=False, options=dict(
             service=dict(type="str", required=True),
             name=dict(type="str", required=True),
             content=dict(type="str", required=True, no_log=True),
