@@ -43,7 +43,8 @@ options:
   pull:
     description:
       - V(missing) pulls the images that are not on the host, V(always) every image, V(never) none.
-      - A failed pull fails the task with Docker's words, naming every image that failed.
+      - Up to four pulls run at once. A failed pull fails the task with Docker's words, naming every image that
+        failed.
     type: str
     choices: [missing, always, never]
     default: never
@@ -100,9 +101,13 @@ missing:
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.selfhost.stack.plugins.module_utils import image_config
+
+
+PARALLEL_PULLS = 4
 
 
 class ImageReader(object):
@@ -200,22 +205,26 @@ def main():
             module.exit_json(changed=False, images={}, missing=images)
         module.fail_json(msg="docker is not installed on this host (role selfhost.stack.docker installs it)")
     reader = ImageReader(module, load_cache(cache_path) if cache_path else {})
-    found, missing, pulled, failed = {}, [], [], []
+    users = module.params["users"]
+    before = dict((ref, reader.read(ref, users.get(ref))) for ref in images)
+    wanted = [ref for ref in images if module.params["pull"] == "always"
+              or (before[ref] is None and module.params["pull"] == "missing")]
+    errors = {}
+    if wanted and not module.check_mode:
+        # At once: the registry and the engine take several pulls in parallel.
+        with ThreadPoolExecutor(max_workers=PARALLEL_PULLS) as pool:
+            errors = dict(zip(wanted, pool.map(reader.pull, wanted)))
+    found, missing, pulled = {}, [], []
+    failed = [errors[ref] for ref in wanted if errors.get(ref)]
     for ref in images:
-        info = reader.read(ref, module.params["users"].get(ref))
-        wanted = module.params["pull"] == "always" or (info is None and module.params["pull"] == "missing")
-        if wanted and not module.check_mode:
-            error = reader.pull(ref)
-            if error:
-                failed.append(error)
-                continue
-            before = info
-            info = reader.read(ref, module.params["users"].get(ref))
-            if before is None or info is None or before["id"] != info["id"]:
+        info = before[ref]
+        if ref in errors and not errors[ref]:
+            info = reader.read(ref, users.get(ref))
+            if before[ref] is None or info is None or before[ref]["id"] != info["id"]:
                 pulled.append(ref)  # a pull that found the image up to date changed nothing
         if info is None:
             missing.append(ref)
-        else:
+        elif not errors.get(ref):
             found[ref] = info
     if cache_path and reader.cache_changed and not module.check_mode:
         save_cache(cache_path, reader.cache)
