@@ -43,6 +43,13 @@ def test_containers_are_hardened(host):
         assert rows and all(user != "root" for _, user, _ in rows), (name, users)
 
 
+def test_old_containers_stop_within_their_services_grace_period(host):
+    # Compose makes stop_grace_period (app_service_defaults: 30s) each container's StopTimeout,
+    # which the switch's `docker stop` of an old container waits before SIGKILL.
+    for name in ("demo-backend-1", "demo-frontend-1"):
+        assert host.check_output("docker inspect -f '{{.Config.StopTimeout}}' %s", name) == "30", name
+
+
 def test_add_and_list_an_item_through_nginx(host):
     name = f"item-{uuid.uuid4().hex[:8]}"
     status, created = api(host, "POST", "/api/items", {"name": name})

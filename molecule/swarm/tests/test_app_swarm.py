@@ -58,6 +58,9 @@ def test_the_demo_runs_as_one_stack_placed_as_asked(hosts):
     stack = manager.file(f"{APP_DIR}/stack.yaml")
     assert stack.mode == 0o640 and "demo_backend__db_password_" in stack.content_string
     assert manager.file(f"{APP_DIR}/releases/current").is_symlink
+    # Swarm waits a task's stop_grace_period (app_service_defaults: 30s) before SIGKILL.
+    spec = json.loads(manager.check_output("docker service inspect demo_backend"))[0]["Spec"]
+    assert spec["TaskTemplate"]["ContainerSpec"]["StopGracePeriod"] == 30 * 10 ** 9
 
 
 def test_a_service_placed_on_a_label_no_node_carries_is_refused_before_any_change(hosts):
