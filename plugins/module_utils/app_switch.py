@@ -550,10 +550,12 @@ class Switch(object):
             target = self.static_dir(entry)
             rc, out, _err = self.engine.docker("image", "inspect", "--format", "{{.Id}}", image, check=False)
             image_id = out.strip() if rc == 0 else ""
+            # Copied again when the image or the directory in it changes.
+            origin = "%s %s" % (image_id, entry["from_image"])
             marker = self.project.read(os.path.relpath(os.path.join(target, ".image"), self.project.path))
-            if marker is not None and marker.strip() == image_id:
+            if marker is not None and marker.strip() == origin:
                 continue
-            pending.append(dict(entry, image=image, image_id=image_id, target=target))
+            pending.append(dict(entry, image=image, origin=origin, target=target))
         self.static_pending = pending
         if self.check_mode or not pending:
             return
@@ -571,7 +573,7 @@ class Switch(object):
                         entry["service"], entry["from_image"], entry["image"], (err or out).strip()[-300:]),
                     before_change=True)
             with open(os.path.join(entry["staged"], ".image"), "w") as f:
-                f.write(entry["image_id"] + "\n")
+                f.write(entry["origin"] + "\n")
 
     def copy_out(self, image, source, dest):
         rc, out, err = self.engine.docker("create", "--entrypoint", "/nonexistent", image, check=False)
