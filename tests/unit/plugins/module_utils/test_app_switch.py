@@ -928,3 +928,101 @@ def test_a_rollback_to_previous_on_a_host_with_one_release_says_there_is_none(wo
     _result, failed = run(world, action="rollback", release="previous", files=[], secret_files=[])
     assert failed is not None and failed.details["before_change"]
     assert "None" not in failed.msg and "previous" in failed.msg and v1 in failed.msg
+
+
+# -- static files copied out of the images ----------------------------------------------------------
+
+
+class ImageDocker(object):
+    """A docker CLI for the static files: images are dicts path -> {file: text}; `docker cp`
+    copies a directory of one, or fails as Docker does when the image lacks it."""
+
+    def __init__(self, images):
+        self.images = images  # reference -> (id, {directory: {file: text}})
+        self.containers = {}
+        self.created = []
+
+    def __call__(self, argv):
+        args = argv[1:]
+        if args[:2] == ["image", "inspect"]:
+            ref = args[-1]
+            return (0, self.images[ref][0] + "\n", "") if ref in self.images else (1, "", "No such image: " + ref)
+        if args[0] == "create":
+            cid = "c%d" % len(self.created)
+            self.created.append(cid)
+            self.containers[cid] = args[-1]
+            return 0, cid + "\n", ""
+        if args[0] == "cp":
+            cid, source = args[1].split(":", 1)
+            files = self.images[self.containers[cid]][1].get(source[:-len("/.")])
+            if files is None:
+                return 1, "", "Error response from daemon: Could not find the file %s in container %s" % (source, cid)
+            for name, text in files.items():
+                Path(args[2], name).write_text(text)
+            return 0, "", ""
+        if args[0] == "rm":
+            self.containers.pop(args[-1], None)
+            return 0, "", ""
+        return 1, "", "no docker here"
+
+
+class StaticModule(FakeModule):
+    def __init__(self, world, docker, check_mode=False):
+        super(StaticModule, self).__init__(world, check_mode)
+        self.docker = docker
+
+    def run_command(self, argv, cwd=None, data=None, **kwargs):
+        return self.docker(argv)
+
+
+def static_run(world, docker, version, from_image="/app/static"):
+    files = release_files(version)
+    files[1]["content"] += "API_IMAGE=shop/api:%s\n" % version
+    p = params(world.project_dir, version=version, files=files,
+               static=[{"service": "api", "path": "/static/", "from_image": from_image}])
+    switch = sw.Switch(StaticModule(world, docker), FakeEngine, p)
+    world.calls = []
+    try:
+        return switch.run(), None
+    except SwitchFailed as exc:
+        return switch.result, exc
+
+
+def static_images():
+    return ImageDocker({
+        "shop/api:1.0": ("sha256:aaa", {"/app/static": {"app.css": "body {} /* 1.0 */"}, "/app/other": {"x.js": "x"}}),
+        "shop/api:2.0": ("sha256:bbb", {"/app/static": {"app.css": "body {} /* 2.0 */"}}),
+    })
+
+
+def test_static_files_are_copied_out_of_the_image_once_per_image_and_directory(world):
+    docker = static_images()
+    result, failed = static_run(world, docker, "1.0")
+    assert failed is None
+    served = Path(world.project_dir, "static/api/static")
+    assert (served / "app.css").read_text() == "body {} /* 1.0 */"
+    assert (served / ".image").read_text() == "sha256:aaa /app/static\n"
+    assert mode_of(str(served)) == 0o755 and docker.containers == {}  # the container is removed
+    # The same image and directory again: nothing is copied.
+    created = len(docker.created)
+    _result, failed = static_run(world, docker, "1.0")
+    assert failed is None and len(docker.created) == created
+    # A new image: its files replace the old ones; another directory of the image: copied too.
+    _result, failed = static_run(world, docker, "2.0")
+    assert failed is None and (served / "app.css").read_text() == "body {} /* 2.0 */"
+    _result, failed = static_run(world, docker, "1.0", from_image="/app/other")
+    assert failed is None and sorted(os.listdir(str(served))) == [".image", "x.js"]
+    assert not [n for n in os.listdir(str(served.parent)) if ".tmp." in n or n.endswith(".old")]
+
+
+def test_a_static_path_the_image_lacks_stops_the_switch_before_any_change(world):
+    docker = static_images()
+    assert static_run(world, docker, "1.0")[1] is None
+    before = tree(world.project_dir)
+    _result, failed = static_run(world, docker, "2.0", from_image="/app/missing")
+    assert failed is not None and failed.details["before_change"]
+    assert "app_services.api.static: /app/missing is not in the image shop/api:2.0" in failed.msg
+    assert "Could not find the file" in failed.msg
+    after = tree(world.project_dir)
+    assert {k: v for k, v in after.items() if k != "audit.log"} == {k: v for k, v in before.items() if k != "audit.log"}
+    assert "converge" not in world.calls and docker.containers == {}
