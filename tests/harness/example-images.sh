@@ -4,6 +4,9 @@
 # its selfhost/nginx:1.26):
 #   examples/fastapi-shop: selfhost/fastapi-shop-api and selfhost/fastapi-shop-edge, v1 v2 broken
 #   examples/node-media:   selfhost/node-media-{api,web,ws,worker}, v1 v2
+# and the stand-ins for the images of the collection README's example model (its
+# registry.example.com/shop/{api,web}), which the examples scenario deploys:
+#   tests/harness/readme-shop: selfhost/readme-shop-{api,web}, 1.4.2 (the README's app_version) 1.4.3
 # Usage: example-images.sh BASE_IMAGE [REGISTRY_PUSH (default 127.0.0.1:5000)]
 # Cached by a hash of each build's inputs (an unchanged second run builds and pushes nothing);
 # prints one reference per line on stdout.
@@ -50,5 +53,10 @@ for version in v1 v2; do
       "${npm_args[@]}"
   done
   build_push "selfhost/node-media-web:$version" "$examples/node-media/web" "APP_VERSION=$version"
+done
+readme_shop=$SELFHOST_ROOT/tests/harness/readme-shop
+for version in 1.4.2 1.4.3; do
+  build_push "selfhost/readme-shop-api:$version" "$readme_shop/api" "APP_VERSION=$version" "${npm_args[@]}"
+  build_push "selfhost/readme-shop-web:$version" "$readme_shop/web" "APP_VERSION=$version"
 done
 printf '%s\n' "${refs[@]}"
