@@ -279,6 +279,7 @@ class Switch(object):
         self.rollout = Rollout()
         self.before = None
         self.target = None  # the release a rollback returns to
+        self.directories_changed = False
         self.result = {"changed": False, "action": params["action"], "changes": self.rollout.changed, "timings": {}}
         self.started = time.monotonic()
 
@@ -308,8 +309,9 @@ class Switch(object):
             self.refuse_update()
         lock = Lock(self.p["lock_dir"] or self.project.full(".deploy.lock"), self.host, self.p["lock_force"])
         if not self.check_mode:
-            if not self.project.exists():
-                self.project.ensure_directories()
+            # The lock and the hash key live there; another role may have made the project
+            # directory already (the proxy role its tls/).
+            self.directories_changed = self.project.ensure_directories()
             lock.take("%s since %s, version %s" % (self.p["actor"], releases.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
                                                    self.p["version"]))
         outcome, failure = "failed", None
@@ -418,6 +420,7 @@ class Switch(object):
             return
         changed = self.project.ensure_directories(
             [("secrets/" + s, 0o700) for s in sorted(set(f["service"] for f in self.p["secret_files"]))])
+        changed = changed or self.directories_changed
         changed = bool(self.project.write_files(self.secret_specs(), secret=True)) or changed
         # The Compose file last: what it names is in place before it is.
         ordered = sorted(files.values(), key=lambda f: (f["path"] == "compose.yaml", f["path"]))
