@@ -464,13 +464,15 @@ class Switch(object):
         self.result["files"] = self.project.changed_files
 
     def activate(self, release_id, reason):
-        """A recorded release's files become the live ones; `current` points at it."""
+        """A recorded release's files become the live ones; `current` points at it. (A rollback
+        wrote and validated them just before; a revert makes them live here.)"""
         if not releases.activate(self.project.path, release_id):
             return False
         releases.audit(self.project.path, {"action": reason, "host": self.hostname, "actor": self.p["actor"],
                                            "from": self.before, "release": release_id,
                                            "version": releases.read_release(self.project.path, release_id).get("version")})
-        self.engine.forget()
+        if reason == "revert":
+            self.engine.forget()
         return True
 
     def gate(self, version, changed):

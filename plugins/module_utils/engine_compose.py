@@ -153,6 +153,7 @@ class ComposeEngine(Engine):
                     self.running_passwords[path] = text
 
     def validate(self, staged):
+        # The staged files are what the switch writes next: their state is the live one then.
         state = self.state(staged)
         self._state = state
         self.refuse_data_restart(state)
@@ -202,9 +203,15 @@ class ComposeEngine(Engine):
                 "and a new volume (or pg_upgrade the volume), then restore (playbooks/restore.yml); or set app_postgres_image "
                 "back to a PostgreSQL %s image." % (image, major, volume, cluster, cluster), before_change=True)
 
+    def current(self):
+        """state() of the live files, read once until forget()."""
+        if self._state is None:
+            self._state = self.state()
+        return self._state
+
     def plan(self, files_changed):
         # validate() read the staged files: the prediction holds for changed files too.
-        return dict((self._state or self.state())["outdated"])
+        return dict(self.current()["outdated"])
 
     def forget(self):
         """The live files or the containers changed: the next state() reads them again."""
@@ -212,7 +219,7 @@ class ComposeEngine(Engine):
 
     # -- the switch --------------------------------------------------------------------------
     def prepare(self, rollout):
-        state = self._state or self.state()
+        state = self.current()
         pending = [s for s in DATA_SERVICES if s in self.services and s in state["outdated"]]
         if pending:
             self.forget()
@@ -296,7 +303,7 @@ class ComposeEngine(Engine):
 
     def converge(self, rollout):
         self.change_db_password()
-        state = self._state or self.state()
+        state = self.current()
         self.forget()
         leftovers = ro.leftovers(state["containers"])
         if leftovers:
