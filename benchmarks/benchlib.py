@@ -211,7 +211,10 @@ class Runner:
 
     def run(self, playbook, *args, timeout=1800, check=True):
         """One measured run: a dict of figures; the output is under the key `output` (not for JSON)."""
-        env = dict(os.environ, ANSIBLE_VAULT_PASSWORD_FILE=str(VAULT_PASSWORD), ANSIBLE_FORCE_COLOR="0")
+        # The default callback with one-line JSON results, whatever the caller's settings: switch_timings reads them.
+        env = dict(os.environ, ANSIBLE_VAULT_PASSWORD_FILE=str(VAULT_PASSWORD), ANSIBLE_FORCE_COLOR="0",
+                   ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_CALLBACK_RESULT_FORMAT="json",
+                   ANSIBLE_CALLBACK_FORMAT_PRETTY="false")
         env, log = self.trips.env(env)
         cpu, load_before = children_cpu_s(), loadavg()[0]
         started, start = time.time(), time.monotonic()

@@ -495,7 +495,7 @@ class Switch(object):
             raise SwitchFailed("Record the release in the host's history", str(exc))
         if recorded:
             self.result["changed"] = True
-            releases.audit(self.project.path, {"action": "deploy", "host": self.hostname, "actor": self.p["actor"],
+            releases.audit(self.project.path, {"action": self.p["action"], "host": self.hostname, "actor": self.p["actor"],
                                                "version": self.p["version"], "release": release_id, "from": self.before,
                                                "result": "ok"})
         self.result.update(current=release_id, pruned=pruned)
