@@ -348,7 +348,8 @@ class ComposeEngine(Engine):
         for name, (containers, replicas) in sorted(start.items()):
             args += ["--scale", "%s=%d" % (name, len(containers) + replicas)]
             names.append(name)
-        before = set(c.name for c in state["containers"])
+        # By ID: Compose gives a new container the number (and name) of one removed just before.
+        before = set(c.id for c in state["containers"])
         rc, out, err = self.compose("up", "--detach", "--no-recreate", "--pull", self.pull, *(args + names), check=False)
         if rc != 0:
             self.remove_new(names, before)
@@ -356,7 +357,7 @@ class ComposeEngine(Engine):
                                "serving: %s" % (", ".join(names), (err or out).strip()[-1500:]))
 
         def serving():
-            now = [c for c in self.containers() if c.service in start and c.name not in before]
+            now = [c for c in self.containers() if c.service in start and c.id not in before]
             ready = dict((n, [c for c in now if c.service == n and c.serving]) for n in start)
             if any(c.state in ("exited", "dead") for c in now):
                 return ("failed", now)
@@ -366,7 +367,7 @@ class ComposeEngine(Engine):
 
         verdict = wait_until(serving, self.timeout)
         if not verdict or verdict[0] != "ok":
-            now = [c for c in self.containers() if c.service in start and c.name not in before]
+            now = [c for c in self.containers() if c.service in start and c.id not in before]
             detail = "; ".join("%s is %s/%s: %s" % (c.name, c.state, c.health, self.health_log(c.name))
                                for c in now if not c.serving) or "no new container started"
             self.remove_new(names, before)
@@ -379,7 +380,7 @@ class ComposeEngine(Engine):
         return dict((n, ready[n][:start[n][1]]) for n in names)
 
     def remove_new(self, services, before):
-        new = [c.name for c in self.containers() if c.service in services and c.name not in before]
+        new = [c.name for c in self.containers() if c.service in services and c.id not in before]
         if new:
             self.docker("rm", "--force", *new, check=False)
 

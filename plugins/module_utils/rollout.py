@@ -24,8 +24,10 @@ ANY_IMAGE = "any"  # out_of_date's image_id for a service without an image refer
 
 
 class Container(object):
-    def __init__(self, name, state, health, number=0, service=None, config_hash=None, image_id=None, oneoff=False):
+    def __init__(self, name, state, health, number=0, service=None, config_hash=None, image_id=None, oneoff=False,
+                 cid=None):
         self.name = name
+        self.id = cid or name
         self.state = state
         self.health = health
         self.number = int(number or 0)
@@ -40,7 +42,7 @@ class Container(object):
         state = data.get("State", {})
         return cls(data.get("Name", "").lstrip("/"), state.get("Status", ""), (state.get("Health") or {}).get("Status"),
                    labels.get(NUMBER_LABEL), labels.get(SERVICE_LABEL), labels.get(CONFIG_HASH_LABEL),
-                   labels.get(IMAGE_LABEL), labels.get(ONEOFF_LABEL) == "True")
+                   labels.get(IMAGE_LABEL), labels.get(ONEOFF_LABEL) == "True", data.get("Id"))
 
     @property
     def serving(self):

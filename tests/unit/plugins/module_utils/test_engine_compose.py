@@ -124,9 +124,11 @@ class Host(object):
         name = "shop-%s-%d" % (service, number)
         if health == "default":
             health = "healthy" if self.healthchecked(service) else None
+        self.created = getattr(self, "created", 0) + 1
         self.containers[name] = {"service": service, "number": number, "state": state, "health": health,
                                  "hash": config_hash or self.config_hash(service),
-                                 "image": image_id or self.images[self.config[service]["image"]]}
+                                 "image": image_id or self.images[self.config[service]["image"]],
+                                 "id": "%064x" % self.created}  # a name comes back, an ID never
         return name
 
     def create(self, service, number):
@@ -144,7 +146,7 @@ class Host(object):
         state = {"Status": c["state"]}
         if c["health"] is not None:
             state["Health"] = {"Status": c["health"], "Log": [{"Output": "probe said %s" % c["health"]}]}
-        return {"Id": name, "Name": "/" + name, "State": state, "Config": {"Labels": {
+        return {"Id": c["id"], "Name": "/" + name, "State": state, "Config": {"Labels": {
             "com.docker.compose.project": "shop", "com.docker.compose.service": c["service"],
             "com.docker.compose.container-number": str(c["number"]), "com.docker.compose.config-hash": c["hash"],
             "com.docker.compose.image": c["image"], "com.docker.compose.oneoff": "False"}}}
@@ -306,6 +308,22 @@ def test_an_outdated_routed_service_gets_new_containers_beside_the_old_ones(proj
     assert host.ran("rm") == [["rm", "shop-api-1", "shop-api-2"]]
     assert rollout.stale == [] and sorted(c["number"] for c in host.of("api")) == [3, 4]
     engine.verify()
+
+
+def test_a_new_container_that_takes_the_name_of_a_removed_leftover_is_seen_as_new(project):
+    # A switch interrupted by a host restart left shop-api-3 created, never started: the next run
+    # removes it, and Compose gives the new container its number (and name) again.
+    host = running_host()
+    for name in ("shop-api-1", "shop-api-2"):
+        host.containers[name].update(hash="previous", image=IMAGES["registry.example.com/shop/api:1.5.0"])
+    host.add("api", 3, state="created", health=None)
+    del host.containers["shop-api-2"]  # one old container left: the new ones are numbered 2 and 3
+    engine = engine_on(host, project)
+    engine.validate(STAGED)
+    rollout = engine.converge(Rollout())
+    assert ["rm", "--force", "shop-api-3"] in host.calls
+    assert "api: shop-api-2, shop-api-3 started beside shop-api-1" in rollout.changed, rollout.changed
+    assert rollout.stale == ["shop-api-1"]
 
 
 def test_good_containers_beside_bad_ones_are_kept_and_no_new_one_starts(project):
