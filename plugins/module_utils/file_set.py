@@ -11,6 +11,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import shlex
 import stat
 import tempfile
 
@@ -50,9 +51,10 @@ def read_current(path):
         return handle.read(), info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)
 
 
-def write_atomically(path, content, uid, gid, mode):
+def write_atomically(path, content, uid, gid, mode, check=None):
     """Writes a temporary file beside path with its owner, group and mode, then renames it over
-    path: a reader sees the old file or the new one, never half a file or a wrong mode."""
+    path: a reader sees the old file or the new one, never half a file or a wrong mode. check:
+    called with the temporary file's path before the rename; it raises to keep the old file."""
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix="." + os.path.basename(path) + ".")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -61,6 +63,8 @@ def write_atomically(path, content, uid, gid, mode):
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
+        if check is not None:
+            check(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.lexists(tmp):
@@ -73,8 +77,10 @@ class FileSet(object):
     a new or changed content is written atomically; a right content with a wrong owner, group or
     mode is changed in place."""
 
-    def __init__(self, check_mode=False):
+    def __init__(self, check_mode=False, run=None):
         self.check_mode = check_mode
+        # run_command(argv) -> (rc, stdout, stderr): how a file's `validate` command is run.
+        self.run_command = run
 
     def apply(self, spec):
         """One file: {path, changed, changes, before, after}; changes among content, owner, group
@@ -99,7 +105,7 @@ class FileSet(object):
                 ("group", current[2], gid), ("mode", current[3], mode)) if now != wanted]
         if changes and not self.check_mode:
             if "content" in changes:
-                write_atomically(path, content, uid, gid, mode)
+                write_atomically(path, content, uid, gid, mode, self.validator(path, spec.get("validate")))
             else:
                 os.chown(path, uid, gid)
                 os.chmod(path, mode)
@@ -109,7 +115,58 @@ class FileSet(object):
             "after": spec["content"],
         }
 
-    def run(self, specs):
-        """Every file, in order: (changed, results). The first file that fails stops the rest."""
-        results = [self.apply(spec) for spec in specs]
+    def validator(self, path, command):
+        """The check of a new content before it replaces path: command (a shell-quoted command
+        line with %s for the file) must exit 0; None without a command."""
+        if not command:
+            return None
+        if "%s" not in command:
+            raise FileSetError("validate of %s must contain %%s (the file to check): %r" % (path, command))
+
+        def check(tmp):
+            rc, out, err = self.run_command(shlex.split(command.replace("%s", shlex.quote(tmp))))
+            if rc != 0:
+                raise FileSetError("%s was not changed: its new content failed %s (rc %d): %s" % (
+                    path, command, rc, (err or out).strip()[-1000:]))
+        return check
+
+    def remove(self, path):
+        """A file that must not be there: {path, changed}."""
+        if not os.path.isabs(path):
+            raise FileSetError("%s is not an absolute path" % path)
+        if os.path.isdir(path) and not os.path.islink(path):
+            raise FileSetError("%s is a directory, not a file to remove" % path)
+        there = os.path.lexists(path)
+        if there and not self.check_mode:
+            os.unlink(path)
+        return {"path": path, "changed": there, "changes": ["absent"] if there else [],
+                "before": "", "after": ""}
+
+    def directory(self, spec):
+        """A directory (and its missing parents) with its owner, group and mode: {path, changed, changes}."""
+        path = spec["path"]
+        if not os.path.isabs(path):
+            raise FileSetError("%s is not an absolute path" % path)
+        uid, gid = resolve_id(spec["owner"], "owner"), resolve_id(spec["group"], "group")
+        mode = parse_mode(spec["mode"])
+        if os.path.lexists(path) and not (os.path.isdir(path) and not os.path.islink(path)):
+            raise FileSetError("%s exists and is not a directory" % path)
+        if not os.path.exists(path):
+            changes = ["directory", "owner", "group", "mode"]
+        else:
+            info = os.stat(path)
+            changes = [name for name, now, wanted in (("owner", info.st_uid, uid), ("group", info.st_gid, gid),
+                                                      ("mode", stat.S_IMODE(info.st_mode), mode)) if now != wanted]
+        if changes and not self.check_mode:
+            if "directory" in changes:
+                os.makedirs(path, mode)
+            os.chown(path, uid, gid)
+            os.chmod(path, mode)
+        return {"path": path, "changed": bool(changes), "changes": changes, "before": "", "after": ""}
+
+    def run(self, specs, absent=(), directories=()):
+        """The directories, every file in order, then the ones to remove: (changed, results). The
+        first one that fails stops the rest."""
+        results = [self.directory(spec) for spec in directories]
+        results += [self.apply(spec) for spec in specs] + [self.remove(path) for path in absent]
         return any(r["changed"] for r in results), results

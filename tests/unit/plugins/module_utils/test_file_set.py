@@ -141,3 +141,80 @@ def test_the_module_returns_each_file_and_a_diff_of_the_changed_contents(tmp_pat
 def test_the_module_fails_naming_the_file(tmp_path):
     result = run_module(tmp_path, {"files": [spec(tmp_path / "missing" / "a")]})
     assert result["failed"] and str(tmp_path / "missing" / "a") in result["msg"]
+
+
+def run_argv(argv):
+    out = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return out.returncode, out.stdout, out.stderr
+
+
+def test_a_new_content_is_validated_before_it_replaces_the_file(tmp_path):
+    path = tmp_path / "daemon.json"
+    check = "python3 -c 'import json, sys; json.load(open(sys.argv[1]))' %s"
+    files = fs.FileSet(run=run_argv)
+    changed, _ = files.run([dict(spec(path, '{"a": 1}\n', "0644"), validate=check)])
+    assert changed and state(path) == (b'{"a": 1}\n', 0o644)
+    # A content the command refuses: the old file stays, the error names the file and the command's words.
+    with pytest.raises(fs.FileSetError, match=r"(?s)daemon.json was not changed: its new content failed .*JSONDecodeError"):
+        files.run([dict(spec(path, "{broken", "0644"), validate=check)])
+    assert state(path) == (b'{"a": 1}\n', 0o644)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["daemon.json"]  # no temporary file left
+    # Unchanged content, or check mode: nothing to validate, nothing run.
+    calls = []
+    fs.FileSet(run=lambda argv: calls.append(argv) or (1, "", "no")).run([dict(spec(path, '{"a": 1}\n', "0644"), validate=check)])
+    fs.FileSet(check_mode=True, run=lambda argv: calls.append(argv) or (1, "", "no")).run(
+        [dict(spec(path, "{}", "0644"), validate=check)])
+    assert calls == []
+
+
+def test_a_validate_command_without_the_file_is_refused(tmp_path):
+    with pytest.raises(fs.FileSetError, match="must contain %s"):
+        fs.FileSet(run=run_argv).run([dict(spec(tmp_path / "a"), validate="true")])
+    assert not (tmp_path / "a").exists()
+
+
+def test_absent_files_are_removed_and_a_directory_is_refused(tmp_path):
+    (tmp_path / "old.list").write_text("deb x")
+    os.symlink(tmp_path / "gone", tmp_path / "link")
+    changed, results = fs.FileSet().run([], absent=[str(tmp_path / "old.list"), str(tmp_path / "link"),
+                                                     str(tmp_path / "never")])
+    assert changed and [r["changes"] for r in results] == [["absent"], ["absent"], []]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert not fs.FileSet().run([], absent=[str(tmp_path / "old.list")])[0]
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(fs.FileSetError, match="is a directory"):
+        fs.FileSet().run([], absent=[str(tmp_path / "dir")])
+    (tmp_path / "keep").write_text("x")
+    assert fs.FileSet(check_mode=True).run([], absent=[str(tmp_path / "keep")])[0] and (tmp_path / "keep").exists()
+
+
+def test_directories_are_made_with_their_mode_before_the_files_in_them(tmp_path):
+    target = tmp_path / "etc" / "docker"
+    directory = {"path": str(target), "owner": str(UID), "group": str(GID), "mode": "0750"}
+    changed, results = fs.FileSet().run([spec(target / "daemon.json", "{}", "0644")], directories=[directory])
+    assert changed and results[0]["changes"] == ["directory", "owner", "group", "mode"]
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o750 and state(target / "daemon.json") == (b"{}", 0o644)
+    os.chmod(target, 0o700)
+    changed, results = fs.FileSet().run([], directories=[directory])
+    assert changed and results[0]["changes"] == ["mode"] and stat.S_IMODE(os.stat(target).st_mode) == 0o750
+    assert not fs.FileSet().run([], directories=[directory])[0]
+    # Check mode: a new directory and its files are reported, nothing is made.
+    new = dict(directory, path=str(tmp_path / "new"))
+    changed, results = fs.FileSet(check_mode=True).run([spec(tmp_path / "new" / "f")], directories=[new])
+    assert changed and not (tmp_path / "new").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(fs.FileSetError, match="is not a directory"):
+        fs.FileSet().run([], directories=[dict(directory, path=str(tmp_path / "file"))])
+
+
+def test_the_module_takes_directories_files_with_validate_and_absent(tmp_path):
+    (tmp_path / "old").write_text("x")
+    args = {"directories": [{"path": str(tmp_path / "d"), "mode": "0700", "owner": str(UID), "group": str(GID)}],
+            "files": [dict(spec(tmp_path / "d" / "a", "one\n"), validate="test -s %s")],
+            "absent": [str(tmp_path / "old")]}
+    result = run_module(tmp_path, args, diff=True)
+    assert result["changed"] and not result.get("failed"), result
+    assert [f["changes"] for f in result["files"]] == [["directory", "owner", "group", "mode"],
+                                                        ["content", "owner", "group", "mode"], ["absent"]]
+    assert [d["after_header"] for d in result["diff"]] == [str(tmp_path / "d" / "a")]
+    assert not run_module(tmp_path, args)["changed"]

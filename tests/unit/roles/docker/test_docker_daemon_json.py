@@ -66,7 +66,10 @@ def rendered(tmp_path_factory):
 @pytest.mark.parametrize("name", list(CASES))
 def test_daemon_json(rendered, name):
     result = rendered.task(name, "Write daemon.json")
-    assert result["invocation"]["module_args"]["dest"] == "/etc/docker/daemon.json"
-    assert "dockerd --validate --config-file %s" in result["invocation"]["module_args"]["validate"]
-    assert json.loads(result["diff"][0]["after"]) == CASES[name][1]
+    (written,) = result["invocation"]["module_args"]["files"]
+    assert written["path"] == "/etc/docker/daemon.json" and written["mode"] == "0644"
+    # dockerd checks the new content before it replaces the live file.
+    assert "dockerd --validate --config-file %s" in written["validate"]
+    (diff,) = [d for d in result["diff"] if d["after_header"] == "/etc/docker/daemon.json"]
+    assert json.loads(diff["after"]) == CASES[name][1]
 
