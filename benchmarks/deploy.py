@@ -21,6 +21,7 @@ rollback each <= 8 s wall, 0 failed requests, p99 <= 2 x steady.
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +43,12 @@ def floor_play(path):
         for i in range(NOOP_TASKS))
     path.write_text(f"- name: Floor\n  hosts: all\n  gather_facts: true\n  tasks:\n{tasks}")
     return path
+
+
+def current_release():
+    """The id of the release the test host runs now."""
+    return subprocess.run(["docker", "exec", HOST, "readlink", "/opt/demo/releases/current"], check=True,
+                          capture_output=True, text=True).stdout.strip()
 
 
 def frontend(tag):
@@ -170,7 +177,7 @@ def main():
 
         results["rounds"] = []
         for _ in range(args.runs):
-            rnd = {"steady_seconds": args.steady_seconds}
+            rnd = {"steady_seconds": args.steady_seconds, "start_release": current_release()}
             results["rounds"].append(rnd)
             rnd["steady"] = {k: v for k, v in steady_load(url, args.rate, args.steady_seconds, args.client_nice).items()
                              if k not in ("timeline", "responses")}
@@ -185,9 +192,11 @@ def main():
                 s = measured("playbooks/update.yml", "-e", f"app_frontend_image={frontend(tag)}")
                 s["to"] = tag
                 rnd["updates"].append(s)
-            # To the release before (frontend v2), then to the one before that (v1 again), so the
-            # next round starts where this one did.
-            rnd["rollbacks"] = [measured("playbooks/rollback.yml") for _ in range(2)]
+            # To the release before (frontend v2), then to the one this round started from (v1
+            # again, by id: the release history keeps app_releases_keep releases), so the next
+            # round starts where this one did.
+            rnd["rollbacks"] = [measured("playbooks/rollback.yml"),
+                                measured("playbooks/rollback.yml", "-e", "app_rollback_release=" + rnd["start_release"])]
         results["update"] = worst([s for rnd in results["rounds"] for s in rnd["updates"]])
         results["rollback"] = worst([s for rnd in results["rounds"] for s in rnd["rollbacks"]])
     except PlaybookFailed as exc:
