@@ -483,6 +483,8 @@ class Switch(object):
                                             self.p["gate"]["expect"].replace("{version}", version))
             self.timed("answers through the edge")
         self.engine.finish(self.rollout)
+        if self.rollout.drained is not None:
+            self.result["drained_after_s"] = self.rollout.drained
         self.timed("old containers stopped")
         self.engine.verify()
 

@@ -67,6 +67,7 @@ class Rollout(object):
         self.changed = []      # "service: what was done" lines
         self.stale = []        # old containers (or tasks) that still drain
         self.switched_at = None  # time.monotonic() of the last edge reload
+        self.drained = None  # seconds from that reload until the old containers served no request
 
     def note(self, line):
         self.changed.append(line)

@@ -25,6 +25,9 @@ NGINX_START = "/selfhost/nginx-start"  # the app role's helper, mounted into the
 DATA_SERVICES = ("postgres", "redis")
 PG_VERSION_FILES = ("pgdata/PG_VERSION", "PG_VERSION")  # old layout, the volume itself; 18: */docker/
 POOLS_FILE = "nginx/upstreams.pools"
+# The least time between the edge's graceful reload and stopping an old container: Nginx's new
+# workers take over meanwhile.
+DRAIN_MIN = 0.5
 POOLS_HEADER = ("# Managed by selfhost.stack: the containers Nginx sends traffic to, by container name.\n"
                 "# /selfhost/nginx-start resolves them into the pools Nginx loads (leaving out containers\n"
                 "# that do not run), so this file is not loaded by Nginx itself.\n")
@@ -460,13 +463,37 @@ class ComposeEngine(Engine):
         if not rollout.stale:
             return
         if rollout.switched_at is not None:
-            wait = rollout.switched_at + float(self.params["drain_seconds"]) - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
+            self.drain(rollout)
         # Each container stops within its own stop_grace_period (Compose set it as its StopTimeout).
         self.docker("stop", *rollout.stale, step="Stop the old containers")
         self.docker("rm", *rollout.stale, step="Stop the old containers")
         rollout.stale = []
+
+    def drain(self, rollout):
+        """Waits until the old containers serve no request any more (no open connection to their
+        port, from half a second after the edge switched), at most app_drain_seconds."""
+        drain = float(self.params["drain_seconds"])
+        deadline = rollout.switched_at + drain
+        time.sleep(max(0.0, rollout.switched_at + min(DRAIN_MIN, drain) - time.monotonic()))
+        ports = dict((p["service"], p["port"]) for p in self.pools)
+        old = [c for c in self.containers() if c.name in rollout.stale and c.service in ports and c.pid]
+        while time.monotonic() < deadline and any(self.serving_requests(c, ports[c.service]) for c in old):
+            time.sleep(0.1)
+        rollout.drained = round(time.monotonic() - rollout.switched_at, 2)
+
+    @staticmethod
+    def serving_requests(container, port):
+        """Whether the container has a connection open on its port (unknown: yes)."""
+        try:
+            tables = []
+            for name in ("tcp", "tcp6"):
+                path = "/proc/%d/net/%s" % (container.pid, name)
+                if os.path.exists(path):
+                    with open(path) as f:
+                        tables.append(f.read())
+        except (IOError, OSError):
+            return True
+        return sum(ro.open_connections(table, port) for table in tables) > 0
 
     def verify(self):
         found = self.containers()

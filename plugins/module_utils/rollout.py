@@ -25,9 +25,10 @@ ANY_IMAGE = "any"  # out_of_date's image_id for a service without an image refer
 
 class Container(object):
     def __init__(self, name, state, health, number=0, service=None, config_hash=None, image_id=None, oneoff=False,
-                 cid=None):
+                 cid=None, pid=0):
         self.name = name
         self.id = cid or name
+        self.pid = int(pid or 0)
         self.state = state
         self.health = health
         self.number = int(number or 0)
@@ -42,7 +43,7 @@ class Container(object):
         state = data.get("State", {})
         return cls(data.get("Name", "").lstrip("/"), state.get("Status", ""), (state.get("Health") or {}).get("Status"),
                    labels.get(NUMBER_LABEL), labels.get(SERVICE_LABEL), labels.get(CONFIG_HASH_LABEL),
-                   labels.get(IMAGE_LABEL), labels.get(ONEOFF_LABEL) == "True", data.get("Id"))
+                   labels.get(IMAGE_LABEL), labels.get(ONEOFF_LABEL) == "True", data.get("Id"), state.get("Pid"))
 
     @property
     def serving(self):
@@ -107,3 +108,17 @@ def exec_never_started(rc, err):
     runtime could not start the process (runc's init under a busy kernel, say). Such a failure
     changed nothing inside the container, so the same exec may be tried again."""
     return rc == 126 and "OCI runtime exec failed" in (err or "")
+
+
+ESTABLISHED = "01"  # the st column of /proc/net/tcp
+
+
+def open_connections(tcp_table, port):
+    """Connections to `port` that are open (ESTABLISHED) in a /proc/<pid>/net/tcp or tcp6 table:
+    requests an old container still serves."""
+    count = 0
+    for line in (tcp_table or "").splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 3 and fields[3] == ESTABLISHED and fields[1].rsplit(":", 1)[-1] == "%04X" % int(port):
+            count += 1
+    return count

@@ -210,7 +210,9 @@ options:
     type: int
     default: 180
   drain_seconds:
-    description: Seconds between the edge switching to new containers and stopping the old ones.
+    description:
+      - At most this many seconds between the edge switching to new containers and stopping the old ones; they stop
+        as soon as no connection to them is open (at least half a second after the switch).
     type: float
     default: 2
   pull:
@@ -314,6 +316,11 @@ files:
   returned: check mode
   type: list
   elements: str
+drained_after_s:
+  description: Seconds from the edge's switch until the old containers served no request (at most O(drain_seconds)).
+  returned: when old containers drained
+  type: float
+  sample: 0.6
 gate:
   description: What the health gate saw.
   returned: when the gate asked the edge

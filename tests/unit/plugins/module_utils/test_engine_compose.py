@@ -143,7 +143,7 @@ class Host(object):
 
     def inspect(self, name):
         c = self.containers[name]
-        state = {"Status": c["state"]}
+        state = {"Status": c["state"], "Pid": 4000 + c["number"] if c["state"] == "running" else 0}
         if c["health"] is not None:
             state["Health"] = {"Status": c["health"], "Log": [{"Output": "probe said %s" % c["health"]}]}
         return {"Id": c["id"], "Name": "/" + name, "State": state, "Config": {"Labels": {
@@ -463,3 +463,32 @@ def test_the_switch_deploys_the_readme_project_with_this_engine(tmp_path):
                                        "shop-web-1", "shop-worker-1"]
     assert "server shop-api-1:8000" in pools_file(switch.project)
     assert not os.path.exists(os.path.join(p["project_dir"], ".deploy.lock"))
+
+
+def drained_after(project, monkeypatch, busy_checks, drain_seconds):
+    """Seconds the old containers drained when they had a request open for `busy_checks` checks."""
+    host = running_host()
+    for name in ("shop-api-1", "shop-api-2"):
+        host.containers[name].update(hash="previous", image=IMAGES["registry.example.com/shop/api:1.5.0"])
+    engine = engine_on(host, project, drain_seconds=drain_seconds)
+    engine.validate(STAGED)
+    rollout = engine.converge(Rollout())
+    checks = []
+
+    def serving(container, port):
+        checks.append((container.name, container.pid, port))
+        return len(checks) <= busy_checks
+    monkeypatch.setattr(engine, "serving_requests", serving)
+    engine.finish(rollout)
+    assert host.ran("stop") == [["stop", "shop-api-1", "shop-api-2"]]
+    assert checks and all(port == 8000 and pid > 0 for _name, pid, port in checks)
+    return rollout.drained
+
+
+def test_old_containers_stop_once_they_serve_no_request(project, monkeypatch):
+    drained = drained_after(project, monkeypatch, busy_checks=2, drain_seconds=5)
+    assert 0.5 <= drained < 2  # half a second at least, then as soon as the connections closed
+
+
+def test_old_containers_with_requests_open_wait_out_app_drain_seconds(project, monkeypatch):
+    assert drained_after(project, monkeypatch, busy_checks=10 ** 6, drain_seconds=1.2) >= 1.2

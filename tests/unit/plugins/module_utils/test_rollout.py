@@ -95,3 +95,19 @@ def test_an_exec_the_runtime_could_not_start_may_be_tried_again():
     assert not rollout.exec_never_started(1, "nginx: [emerg] unknown directive")
     assert not rollout.exec_never_started(127, "OCI runtime exec failed: exec: \"nginx\": executable file not found")
     assert not rollout.exec_never_started(126, "permission denied")
+
+
+TCP_TABLE = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:1F40 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 1 1 0000000000000000 100 0 0 10 0
+   1: 0200120A:1F40 0500120A:D2A4 01 00000000:00000000 00:00000000 00000000  1000        0 2 1 0000000000000000 20 4 30 10 -1
+   2: 0200120A:1F40 0500120A:D2A6 06 00000000:00000000 03:00000123 00000000     0        0 0 3 0000000000000000
+   3: 0200120A:D2B0 0300120A:1F40 01 00000000:00000000 00:00000000 00000000  1000        0 4 1 0000000000000000 20 4 30 10 -1
+"""
+
+
+def test_open_connections_counts_the_established_ones_to_the_port():
+    # 0x1F40 is 8000: one client connected (st 01); the listener (0A) and a TIME_WAIT (06) are not
+    # requests; an outgoing connection *to* another 8000 is not one to this container.
+    assert rollout.open_connections(TCP_TABLE, 8000) == 1
+    assert rollout.open_connections(TCP_TABLE, 8080) == 0
+    assert rollout.open_connections("", 8000) == 0
