@@ -189,7 +189,9 @@ def main():
                 return s
             rnd["updates"] = []
             for tag in ("v2", "v1"):  # the frontend's image only, then back
-                s = measured("playbooks/update.yml", "-e", f"app_frontend_image={frontend(tag)}")
+                # A longer history: every round returns to the release the cold deploy recorded.
+                s = measured("playbooks/update.yml", "-e", f"app_frontend_image={frontend(tag)}",
+                             "-e", "app_releases_keep=50")
                 s["to"] = tag
                 rnd["updates"].append(s)
             # To the release before (frontend v2), then to the one this round started from (v1
