@@ -18,6 +18,7 @@ import os
 import time
 
 from ansible_collections.selfhost.stack.plugins.module_utils import rollout as ro
+from ansible_collections.selfhost.stack.plugins.module_utils.image_config import by_reference
 from ansible_collections.selfhost.stack.plugins.module_utils.compose_render import image_var
 from ansible_collections.selfhost.stack.plugins.module_utils.engine import Engine, SwitchFailed, wait_until
 
@@ -39,19 +40,6 @@ def redis_requirepass(config):
         if line.startswith('requirepass "') and line.endswith('"'):
             return line[len('requirepass "'):-1]
     return ""
-
-
-def normalise_ref(ref):
-    """An image reference as `docker image inspect` lists it in RepoTags or RepoDigests."""
-    name, _sep, digest = ref.partition("@")
-    if name.startswith("docker.io/"):
-        name = name[len("docker.io/"):]
-    if name.startswith("library/") and name.count("/") == 1:
-        name = name[len("library/"):]
-    tagged = ":" in name.rsplit("/", 1)[-1]
-    if digest:
-        return "%s@%s" % (name.rsplit(":", 1)[0] if tagged else name, digest)
-    return name if tagged else name + ":latest"
 
 
 class ComposeEngine(Engine):
@@ -93,23 +81,14 @@ class ComposeEngine(Engine):
     def image_ids(self, refs):
         """{reference: image ID, or None when the image is not on this host}, in one inspect."""
         refs = sorted(set(r for r in refs if r))
-        ids = dict((r, None) for r in refs)
         if not refs:
-            return ids
+            return {}
         _rc, out, _err = self.docker("image", "inspect", *refs, check=False)
         try:
-            found = json.loads(out or "[]")
+            inspected = json.loads(out or "[]")
         except ValueError:
-            found = []
-        names = {}
-        for image in found:
-            for name in (image.get("RepoTags") or []) + (image.get("RepoDigests") or []):
-                names[name] = image.get("Id")
-        for ref in refs:
-            ids[ref] = names.get(normalise_ref(ref)) or names.get(ref)
-            if ids[ref] is None and any(image.get("Id") == ref for image in found):
-                ids[ref] = ref
-        return ids
+            inspected = []
+        return dict((ref, (image or {}).get("Id")) for ref, image in by_reference(refs, inspected).items())
 
     def state(self, files=None):
         """The project as `docker compose up` sees it: {config, hashes, images, containers,

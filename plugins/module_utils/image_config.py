@@ -9,6 +9,32 @@ process runs as. The parts without I/O; the module selfhost.stack.image_config d
 from __future__ import annotations
 
 
+def normalise_ref(ref):
+    """An image reference as `docker image inspect` lists it in RepoTags or RepoDigests."""
+    name, _sep, digest = ref.partition("@")
+    if name.startswith("docker.io/"):
+        name = name[len("docker.io/"):]
+    if name.startswith("library/") and name.count("/") == 1:
+        name = name[len("library/"):]
+    tagged = ":" in name.rsplit("/", 1)[-1]
+    if digest:
+        return "%s@%s" % (name.rsplit(":", 1)[0] if tagged else name, digest)
+    return name if tagged else name + ":latest"
+
+
+def by_reference(refs, inspected):
+    """{reference: its `docker image inspect` object, or None} from one inspect of them all."""
+    names = {}
+    for image in inspected:
+        for name in (image.get("RepoTags") or []) + (image.get("RepoDigests") or []):
+            names[name] = image
+    found = {}
+    for ref in refs:
+        found[ref] = names.get(normalise_ref(ref)) or names.get(ref) or next(
+            (image for image in inspected if image.get("Id") == ref), None)
+    return found
+
+
 def parse_table(text):
     """/etc/passwd or /etc/group content: {name: (id, gid or None)}."""
     table = {}

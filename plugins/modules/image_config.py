@@ -117,13 +117,28 @@ class ImageReader(object):
         self.module = module
         self.cache = cache if cache is not None else {}
         self.cache_changed = False
+        self.inspected = {}  # reference -> inspect object, from inspect_all
 
     def docker(self, *args, **kwargs):
         return self.module.run_command(["docker"] + list(args), **kwargs)
 
+    def inspect_all(self, refs):
+        """Every image in one `docker image inspect` (the ones not here are left out of its answer)."""
+        self.inspected = {}
+        if refs:
+            _rc, out, dummy = self.docker("image", "inspect", *refs)
+            try:
+                inspected = json.loads(out or "[]")
+            except ValueError:
+                inspected = []
+            self.inspected = image_config.by_reference(refs, inspected)
+
     def inspect(self, ref):
-        rc, out, dummy = self.docker("image", "inspect", ref)
-        return image_config.summarize(json.loads(out)[0]) if rc == 0 else None
+        found = self.inspected.get(ref)
+        if found is None:
+            rc, out, dummy = self.docker("image", "inspect", ref)
+            found = json.loads(out)[0] if rc == 0 else None
+        return image_config.summarize(found) if found else None
 
     def account_files(self, ref):
         """The image's /etc/passwd and /etc/group texts ('' when the image has none)."""
@@ -206,6 +221,7 @@ def main():
         module.fail_json(msg="docker is not installed on this host (role selfhost.stack.docker installs it)")
     reader = ImageReader(module, load_cache(cache_path) if cache_path else {})
     users = module.params["users"]
+    reader.inspect_all(images)
     before = dict((ref, reader.read(ref, users.get(ref))) for ref in images)
     wanted = [ref for ref in images if module.params["pull"] == "always"
               or (before[ref] is None and module.params["pull"] == "missing")]
@@ -214,6 +230,7 @@ def main():
         # At once: the registry and the engine take several pulls in parallel.
         with ThreadPoolExecutor(max_workers=PARALLEL_PULLS) as pool:
             errors = dict(zip(wanted, pool.map(reader.pull, wanted)))
+        reader.inspected = {}  # read the pulled ones anew
     found, missing, pulled = {}, [], []
     failed = [errors[ref] for ref in wanted if errors.get(ref)]
     for ref in images:

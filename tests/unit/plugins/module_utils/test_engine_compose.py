@@ -18,7 +18,8 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.selfhost.stack.plugins.module_utils import app_switch as sw
 from ansible_collections.selfhost.stack.plugins.module_utils import compose_render as cr
 from ansible_collections.selfhost.stack.plugins.module_utils.engine import Rollout, SwitchFailed
-from ansible_collections.selfhost.stack.plugins.module_utils.engine_compose import ComposeEngine, normalise_ref, redis_requirepass
+from ansible_collections.selfhost.stack.plugins.module_utils.engine_compose import ComposeEngine, redis_requirepass
+from ansible_collections.selfhost.stack.plugins.module_utils.image_config import normalise_ref
 from ansible_collections.selfhost.stack.plugins.modules import app_switch as module
 
 sys.path.insert(0, os.path.dirname(__file__))

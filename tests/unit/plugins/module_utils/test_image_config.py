@@ -189,8 +189,9 @@ class FakeModule(object):
         self.calls.append(argv)
         args = argv[1:]
         if args[:2] == ["image", "inspect"]:
-            ref = args[2]
-            return (0, json.dumps([self.images[ref]]), "") if ref in self.images else (1, "[]", "No such image")
+            # As Docker: every image found (listed under its tags), rc 1 when one is missing.
+            found = [dict(self.images[ref], RepoTags=[ref]) for ref in args[2:] if ref in self.images]
+            return (0 if len(found) == len(args) - 2 else 1), json.dumps(found), "" if found else "No such image"
         if args[0] == "create":
             cid = "c%d" % len(self.created)
             self.created[cid] = args[-1]
@@ -436,3 +437,18 @@ def test_an_unreadable_cache_is_an_empty_one(tmp_path):
     assert module.load_cache(str(bad)) == {}
     module.save_cache(str(bad), {"sha256:1|app": [1, 2]})
     assert module.load_cache(str(bad)) == {"sha256:1|app": [1, 2]}
+
+
+def test_every_image_on_the_host_is_inspected_in_one_call(monkeypatch, tmp_path):
+    result, fake = run_main(monkeypatch, tmp_path, [API_REF, OTHER_REF], local=[API_REF, OTHER_REF])
+    assert sorted(result["images"]) == [API_REF, OTHER_REF] and not result["missing"]
+    assert [c[1:3] for c in fake.calls if c[1:3] == ["image", "inspect"]] == [["image", "inspect"]]
+
+
+def test_by_reference_finds_an_image_under_any_spelling_of_its_name():
+    inspected = [{"Id": "sha256:aa", "RepoTags": ["postgres:17"], "RepoDigests": []},
+                 {"Id": "sha256:bb", "RepoTags": ["reg:5000/x/api:1"], "RepoDigests": ["reg:5000/x/api@sha256:" + "c" * 64]}]
+    found = ic.by_reference(["docker.io/library/postgres:17", "reg:5000/x/api:1@sha256:" + "c" * 64, "sha256:aa",
+                             "missing:1"], inspected)
+    assert [(found[r] or {}).get("Id") for r in sorted(found)] == [
+        "sha256:aa", None, "sha256:bb", "sha256:aa"]
