@@ -16,6 +16,7 @@ the gate again; a host with no earlier release stops with the reason. The engine
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import random
@@ -39,6 +40,9 @@ DIRECTORIES = (("", 0o750), ("secrets", 0o700), ("nginx", 0o755), ("selfhost", 0
 HASH_KEY = "secrets/.hash-key"
 EDGE_DIR = "nginx/"
 GATE_INTERVAL = 0.25
+HASHES_COMMENT = ("# Keyed hashes of each service's secrets, its label selfhost.secrets-hash: a changed",
+                  "# secret rolls only the services that use it (written by the switch).")
+SECRETS_HASH_LINE = re.compile(r"^[A-Z0-9_]+_SECRETS_HASH=")
 
 
 def parse_env(text):
@@ -254,10 +258,14 @@ class Lock(object):
                 raise SwitchFailed("Take the deploy lock", self.refusal(), before_change=True, locked=True)
             raise
         self.taken = True
-        with open(os.path.join(self.path, "owner"), "w") as f:
-            f.write(owner + "\n")
-        with open(os.path.join(self.path, "pid"), "w") as f:
-            f.write("%d %s\n" % (os.getpid(), process_start(os.getpid())))
+        try:
+            with open(os.path.join(self.path, "owner"), "w") as f:
+                f.write(owner + "\n")
+            with open(os.path.join(self.path, "pid"), "w") as f:
+                f.write("%d %s\n" % (os.getpid(), process_start(os.getpid())))
+        except Exception:
+            self.release()  # a full disk: no lock left that only app_lock_force breaks
+            raise
 
     def release(self):
         if self.taken:
@@ -279,6 +287,8 @@ class Switch(object):
         self.rollout = Rollout()
         self.before = None
         self.target = None  # the release a rollback returns to
+        self.changing = False  # set right before the first write: only from there on is there anything to revert
+        self.rotates = params["action"] != "rollback"  # a rollback keeps the secrets and passwords as they are
         self.directories_changed = False
         self.result = {"changed": False, "action": params["action"], "changes": self.rollout.changed, "timings": {}}
         self.started = time.monotonic()
@@ -314,6 +324,7 @@ class Switch(object):
             self.directories_changed = self.project.ensure_directories()
             lock.take("%s since %s, version %s" % (self.p["actor"], releases.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
                                                    self.p["version"]))
+            self.clear_leftovers()
         outcome, failure = "failed", None
         try:
             self.before = releases.current_release(self.project.path) if self.project.exists() else None
@@ -324,19 +335,22 @@ class Switch(object):
                 outcome = "ok"
             except SwitchFailed as exc:
                 failure = exc
-                if exc.details.get("before_change") or self.check_mode:
+                if not self.changing:
                     raise
                 self.revert(exc)
             except Exception as exc:  # a fault of the host (a full disk, a bug): back all the same
                 failure = SwitchFailed("The switch", "%s: %s" % (type(exc).__name__, exc))
-                if self.check_mode:
+                if not self.changing:
                     raise failure
                 self.revert(failure)
         finally:
-            if failure is not None or outcome != "ok":
-                self.result["failed_check"] = failure.reason() if failure else ""
-            self.audit_event("end", outcome, failure)
-            lock.release()
+            try:
+                self.drop_static()
+                if failure is not None or outcome != "ok":
+                    self.result["failed_check"] = failure.reason() if failure else ""
+                self.audit_event("end", outcome, failure)
+            finally:
+                lock.release()
 
     # -- the steps ---------------------------------------------------------------------------
     def staged_files(self):
@@ -375,10 +389,9 @@ class Switch(object):
                  "owner": f["owner"] or "0", "group": f["group"] or "0"} for f in self.p["secret_files"]]
 
     def with_secrets_hashes(self, env):
-        key = self.project.hash_key() if self.project.exists() else "check-mode"
+        key = self.project.hash_key()  # in check mode on a host never deployed: a random one, written nowhere
         hashes = secrets_hashes(self.p["secret_files"], key)
-        lines = ["# Keyed hashes of each service's secrets, its label selfhost.secrets-hash: a changed",
-                 "# secret rolls only the services that use it (written by the switch)."]
+        lines = list(HASHES_COMMENT)
         lines += ["%s=%s" % (secrets_hash_var(s), h) for s, h in sorted(hashes.items())]
         return env.rstrip("\n") + "\n" + "\n".join(lines) + "\n"
 
@@ -412,15 +425,19 @@ class Switch(object):
 
     def apply(self):
         files = self.staged_files()
-        self.engine.observe()
+        if self.rotates:
+            self.engine.observe()
         self.validate(files)
         self.timed("validated")
         if self.check_mode:
             self.preview(files)
             return
+        self.changing = True
         changed = self.project.ensure_directories(
             [("secrets/" + s, 0o700) for s in sorted(set(f["service"] for f in self.p["secret_files"]))])
         changed = changed or self.directories_changed
+        if self.rotates:
+            self.engine.hold_running_passwords(self.secret_specs())
         changed = bool(self.project.write_files(self.secret_specs(), secret=True)) or changed
         # The Compose file last: what it names is in place before it is.
         ordered = sorted(files.values(), key=lambda f: (f["path"] == "compose.yaml", f["path"]))
@@ -440,9 +457,11 @@ class Switch(object):
         self.result["changed"] = changed
         self.gate(self.version_of(self.target) if self.target else self.p["version"], changed)
         self.timed("gate passed")
-        if self.p["retire_passwords"] and self.engine.retire_passwords():
+        if self.rotates and self.p["retire_passwords"] and self.engine.retire_passwords():
             self.rollout.note("redis: the old password retired")
         self.record()
+        if self.rotates:
+            self.engine.release_held_passwords()
         self.timed("recorded")
 
     def preview(self, files):
@@ -510,18 +529,45 @@ class Switch(object):
                 self.host, action, version, failure.reason()), **failure.details)
         before_version = self.version_of(self.before)
         try:
+            self.drop_static()
             self.activate(self.before, "revert")
+            self.keep_current_secrets()
             self.install_static(parse_env(self.project.read(".env")))
             self.rollout.stale = []
             self.engine.converge(self.rollout)
             self.gate(before_version, True)
-        except SwitchFailed as again:
-            raise SwitchFailed(again.check, "%s: %s to %s failed (%s), and the revert to release %s failed too (%s)." % (
-                self.host, action, version, failure.reason(), self.before, again.reason()))
+            if self.rotates:
+                self.engine.release_held_passwords()
+        except Exception as again:  # pylint: disable=broad-except
+            check, reason = (again.check, again.reason()) if isinstance(again, SwitchFailed) else (
+                "Revert", "%s: %s" % (type(again).__name__, again))
+            raise SwitchFailed(check, "%s: %s to %s failed (%s), and the revert to release %s failed too (%s)." % (
+                self.host, action, version, failure.reason(), self.before, reason))
         self.result.update(changed=True, current=self.before, reverted_to=self.before)
         message = "%s: %s to %s failed (%s). Reverted automatically to release %s (version %s), which passed the " \
             "health gate again." % (self.host, action, version, failure.reason(), self.before, before_version)
         raise SwitchFailed(failure.check, message, reverted=True, **failure.details)
+
+    def masked(self, text):
+        """Text for the audit log (no_log covers only the task's output): secret values masked,
+        should a tool's error message quote one."""
+        values = [self.p["db_password"], self.p["redis_password"]] + [f["content"] for f in self.p["secret_files"]]
+        for value in sorted(set(v for v in values if v), key=len, reverse=True):
+            text = text.replace(value, "********")
+        return text
+
+    def keep_current_secrets(self):
+        """The secret files stay the new ones on a revert (PostgreSQL may run with the new
+        password already): the restored environment gets their hashes, so a service whose
+        secrets changed rolls onto them with the release it returns to."""
+        if not self.p["secret_files"]:
+            return
+        env = self.project.read(".env")
+        kept = [line for line in env.splitlines() if line not in HASHES_COMMENT and not SECRETS_HASH_LINE.match(line)]
+        content = self.with_secrets_hashes("\n".join(kept) + "\n")
+        if content != env:
+            self.project.write_files([{"path": ".env", "content": content, "mode": "0640"}])
+            self.engine.forget()
 
     def audit_event(self, phase, outcome=None, failure=None):
         """A start or end line of the host's audit.log (never in check mode; not a change)."""
@@ -536,7 +582,8 @@ class Switch(object):
         else:
             event.update(result=outcome if outcome == "ok" or not self.result.get("reverted_to")
                          else "reverted to %s" % self.before,
-                         release=self.result.get("current") or self.before, reason=failure.reason() if failure else "")
+                         release=self.result.get("current") or self.before,
+                         reason=self.masked(failure.reason()) if failure else "")
             if self.p["action"] == "rollback":
                 event["version"] = self.version_of(self.target) if self.target else ""
         releases.audit(self.project.path, event)
@@ -600,6 +647,20 @@ class Switch(object):
         for entry in self.static_pending:
             if entry.get("staged") and os.path.isdir(entry["staged"]):
                 shutil.rmtree(entry["staged"], ignore_errors=True)
+        self.static_pending = ()
+
+    def clear_leftovers(self):
+        """What a run killed half-way left (under the lock: no other run uses them): staged
+        files and static copies."""
+        paths = glob.glob(self.project.full(".staged-*"))
+        for entry in self.p["static"]:
+            target = self.static_dir(entry)
+            paths += glob.glob(os.path.join(os.path.dirname(target), "." + os.path.basename(target) + ".tmp.*"))
+        for path in paths:
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
 
     def install_static(self, env=None):
         """Moves the staged copies into place (old dir aside, new in, old removed)."""

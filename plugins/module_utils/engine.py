@@ -10,7 +10,19 @@ engine it has; everything that differs between them lives behind these methods."
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
+
+from ansible_collections.selfhost.stack.plugins.module_utils import file_set
+
+
+# Copies of the password files as the running servers know them, while a switch changes them.
+HELD_DIR = "secrets/.running"
+
+
+def held_path(path):
+    return "%s/%s" % (HELD_DIR, path.replace("/", "-"))
 
 
 class SwitchFailed(Exception):
@@ -33,14 +45,12 @@ class Docker(object):
     def __init__(self, module, cwd):
         self.module = module
         self.cwd = cwd
-        self.calls = 0
 
     def __call__(self, *args, **kwargs):
         """(rc, stdout, stderr) of `docker ARGS`. With check (the default) a failure raises
         SwitchFailed naming `step`. `data` goes to stdin (passwords: never in argv)."""
         check = kwargs.pop("check", True)
         step = kwargs.pop("step", "docker %s" % " ".join(args[:2]))
-        self.calls += 1
         rc, out, err = self.module.run_command(["docker"] + list(args), cwd=self.cwd, **kwargs)
         if rc != 0 and check:
             raise SwitchFailed(step, "docker %s failed (rc %d): %s" % (
@@ -85,6 +95,33 @@ class Engine(object):
         self.project = project
         self.check_mode = module.check_mode
         self.docker = Docker(module, params["project_dir"])
+        self.running_passwords = {}  # secrets/ path -> the text the running server was given
+
+    # -- the passwords the data services run with ----------------------------------------
+    def read_running_passwords(self, paths):
+        """PostgreSQL and Redis read their password files only when they start (PostgreSQL only
+        when it creates its cluster): what they run with is the file, or, while a switch that
+        rewrote it has not changed the running server yet, the copy held before (HELD_DIR)."""
+        for path in paths:
+            held = self.project.read(held_path(path))
+            text = held if held is not None else self.project.read("secrets/" + path)
+            if text is not None:
+                self.running_passwords[path] = text
+
+    def hold_running_passwords(self, secret_specs):
+        """Before the secret files are rewritten: a copy of each password file whose content
+        changes, so a run that stops before the server took the new password knows the old one."""
+        new = dict((spec["path"], spec["content"]) for spec in secret_specs)
+        for path, text in self.running_passwords.items():
+            if new.get("secrets/" + path, text) != text and self.project.read(held_path(path)) is None:
+                if not os.path.isdir(self.project.full(HELD_DIR)):
+                    os.mkdir(self.project.full(HELD_DIR), 0o700)
+                file_set.write_atomically(self.project.full(held_path(path)), text.encode("utf-8"), 0, 0, 0o400)
+
+    def release_held_passwords(self):
+        """The running servers took the new passwords (the switch, or its revert, passed)."""
+        if os.path.isdir(self.project.full(HELD_DIR)):
+            shutil.rmtree(self.project.full(HELD_DIR))
 
     # -- before any change -------------------------------------------------------------
     def precheck(self):
@@ -144,7 +181,3 @@ class Engine(object):
     def retire_passwords(self):
         """Drops old passwords the data services still accept; True when one was dropped."""
         return False
-
-    def image_of(self, service):
-        """The image reference the live release gives a service."""
-        raise NotImplementedError

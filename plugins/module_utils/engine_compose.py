@@ -19,7 +19,6 @@ import time
 
 from ansible_collections.selfhost.stack.plugins.module_utils import rollout as ro
 from ansible_collections.selfhost.stack.plugins.module_utils.image_config import by_reference
-from ansible_collections.selfhost.stack.plugins.module_utils.compose_render import image_var
 from ansible_collections.selfhost.stack.plugins.module_utils.engine import Engine, SwitchFailed, wait_until
 
 NGINX_START = "/selfhost/nginx-start"  # the app role's helper, mounted into the Nginx container
@@ -53,7 +52,6 @@ class ComposeEngine(Engine):
         self.pools = params["pools"]
         self.timeout = params["health_timeout"]
         self.pull = "never" if params["pull"] == "never" else "missing"
-        self.running_passwords = {}
         self.pg_volume_existed = True
         self.db_password_changed = False
         self._state = None
@@ -123,16 +121,9 @@ class ComposeEngine(Engine):
     def replicas(spec):
         return int((spec.get("deploy") or {}).get("replicas") or spec.get("scale") or 1)
 
-    def image_of(self, service):
-        return self.project.env().get(image_var(service))
-
     # -- before any change -------------------------------------------------------------------
     def observe(self):
-        for path in ("postgres/db_password", "redis/redis.conf"):
-            if path.split("/", 1)[0] in self.services:
-                text = self.project.read("secrets/" + path)
-                if text is not None:
-                    self.running_passwords[path] = text
+        self.read_running_passwords([p for p in ("postgres/db_password", "redis/redis.conf") if p.split("/", 1)[0] in self.services])
 
     def validate(self, staged):
         # The staged files are what the switch writes next: their state is the live one then.

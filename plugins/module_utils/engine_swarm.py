@@ -15,7 +15,6 @@ import json
 import re
 
 from ansible_collections.selfhost.stack.plugins.module_utils import swarm_stack
-from ansible_collections.selfhost.stack.plugins.module_utils.compose_render import image_var
 from ansible_collections.selfhost.stack.plugins.module_utils.engine import Engine, SwitchFailed
 from ansible_collections.selfhost.stack.plugins.module_utils.engine_compose import redis_requirepass
 from ansible_collections.selfhost.stack.plugins.module_utils.stack_render import RenderError
@@ -47,8 +46,6 @@ class SwarmEngine(Engine):
         super(SwarmEngine, self).__init__(module, params, project)
         self.services = params["services"]
         self.placement = dict((s, c) for s, c in (params["placement"] or {}).items() if s in self.services)
-        self.running_passwords = {}
-        self.reasons = []
         self._stack = None
 
     def stack(self):
@@ -59,15 +56,9 @@ class SwarmEngine(Engine):
                                                  self.params["routed"], self.placement)
         return self._stack
 
-    def image_of(self, service):
-        return self.project.env().get(image_var(service))
-
     # -- before any change -------------------------------------------------------------------
     def observe(self):
-        for path in ("postgres/db_password", "redis/redis.conf"):
-            text = self.project.read("secrets/" + path)
-            if text is not None:
-                self.running_passwords[path] = text
+        self.read_running_passwords(("postgres/db_password", "redis/redis.conf"))
 
     def validate(self, staged):
         self.check_nodes()
@@ -173,7 +164,6 @@ class SwarmEngine(Engine):
     def converge(self, rollout):
         try:
             doc, text, old, reasons = self.text_and_reasons()
-            self.reasons = reasons
             if reasons:
                 created, rebalanced = self.stack().deploy(text, self.params["health_timeout"],
                                                           dict((n, spec["image"]) for n, spec in doc["services"].items()))

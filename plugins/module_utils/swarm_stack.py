@@ -6,9 +6,10 @@
 """Deploys the stack of a Compose project directory the app role rendered (compose.yaml, .env,
 secrets/, selfhost/, nginx/) to Docker Swarm and tells what became of every service.
 
-The manager behind the selfhost.stack.swarm_stack module: reading the project, rendering the
-stack (module_utils.stack_render), `docker stack deploy`, the wait for Swarm's verdict
-(module_utils.swarm_update) and the removal of secret and config versions no service uses.
+What the Swarm engine of the app role's switch (module_utils.engine_swarm) deploys with:
+reading the project, rendering the stack (module_utils.stack_render), `docker stack deploy`,
+the wait for Swarm's verdict (module_utils.swarm_update) and the removal of secret and config
+versions no service uses.
 """
 
 from __future__ import annotations

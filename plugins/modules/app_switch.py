@@ -184,10 +184,14 @@ options:
     type: str
     default: ""
   db_password:
-    description: The PostgreSQL password; set in the running server when it differs from the one it runs with.
+    description:
+      - The PostgreSQL password; set in the running server when it differs from the one it runs with.
+      - A rollback (which sends no secret files) leaves the passwords as they are.
     type: str
   redis_password:
-    description: The Redis password; added to the running server beside the old one when it differs.
+    description:
+      - The Redis password; added to the running server beside the old one when it differs.
+      - A rollback leaves it as it is.
     type: str
   retire_passwords:
     description: After the gate, drop the old Redis passwords (a fleet does it once every app host switched).

@@ -1026,3 +1026,112 @@ def test_a_static_path_the_image_lacks_stops_the_switch_before_any_change(world)
     after = tree(world.project_dir)
     assert {k: v for k, v in after.items() if k != "audit.log"} == {k: v for k, v in before.items() if k != "audit.log"}
     assert "converge" not in world.calls and docker.containers == {}
+
+
+# -- failures on the way: what the next plain run finds ------------------------------------
+def test_a_check_that_fails_without_saying_before_change_still_reverts_nothing(world):
+    (v1,) = deployed(world, "1.0")
+    before = tree(world.project_dir)
+    world.faults["validate"] = [SwitchFailed("Validate the Compose file", "docker compose config failed (rc 1)")]
+    result, failed = run(world, version="2.0")
+    assert failed is not None and not failed.details.get("reverted")
+    assert "converge" not in world.calls and "reverted_to" not in result and not result["changed"]
+    assert audit(world)[-1]["result"] == "failed"
+    after = tree(world.project_dir)
+    after.pop("audit.log"), before.pop("audit.log")
+    assert after == before
+
+
+def test_the_lock_is_released_when_the_audit_log_cannot_be_written(world, monkeypatch):
+    deployed(world, "1.0")
+    real = releases.audit
+
+    def audit_fails_at_the_end(path, event):
+        if event.get("phase") == "end":
+            raise OSError(28, "No space left on device")
+        real(path, event)
+    monkeypatch.setattr(releases, "audit", audit_fails_at_the_end)
+    with pytest.raises(OSError):
+        run(world, version="2.0")
+    assert not os.path.exists(os.path.join(world.project_dir, ".deploy.lock"))
+
+
+def test_a_lock_that_cannot_be_written_is_not_left_behind(tmp_path, monkeypatch):
+    lock = sw.Lock(str(tmp_path / ".deploy.lock"), "web1", False)
+    monkeypatch.setattr(sw, "process_start", lambda pid: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    with pytest.raises(OSError):
+        lock.take("alice")
+    assert not os.path.exists(str(tmp_path / ".deploy.lock"))
+
+
+def test_what_a_killed_run_staged_is_cleared_by_the_next(world):
+    deployed(world, "1.0")
+    Path(world.project_dir, ".staged-abc123").write_text("services: {}\n")
+    leftover = Path(world.project_dir, "static", "web", "app", ".assets.tmp.x1y2")
+    leftover.mkdir(parents=True)
+    (leftover / "main.js").write_text("old")
+    _result, failed = run(world, version="2.0", static=[{"service": "web", "path": "/app/assets", "from_image": "/srv"}])
+    # (no docker here: the copy fails and stops the switch, after the leftovers went)
+    assert failed is not None
+    assert not Path(world.project_dir, ".staged-abc123").exists() and not leftover.exists()
+
+
+def test_a_rollback_leaves_the_passwords_as_they_are(world):
+    deployed(world, "1.0", "2.0")
+    _result, failed = run(world, action="rollback", release="previous", files=[], secret_files=[],
+                          db_password="never-deployed", retire_passwords=True)
+    assert failed is None
+    assert "observe" not in world.calls and "retire_passwords" not in world.calls
+
+
+def test_a_revert_keeps_the_new_secrets_and_rolls_the_services_that_use_them(world):
+    (v1,) = deployed(world, "1.0")
+    world.faults["converge"] = [SwitchFailed("container health", "new api containers did not become healthy"), None]
+    _result, failed = run(world, version="2.0", secret_files=secret_files("rotated"))
+    assert failed.details.get("reverted")
+    live = sw.parse_env(Path(world.project_dir, ".env").read_text())
+    recorded = sw.parse_env(Path(releases.releases_dir(world.project_dir), v1, ".env").read_text())
+    assert live["API_IMAGE"] == recorded["API_IMAGE"] == "shop/api:1.0"
+    # The secret files stay the new ones; the release it returned to gets their hash.
+    assert Path(world.project_dir, "secrets/api/session_key").read_text() == "rotated"
+    assert live["API_SECRETS_HASH"] != recorded["API_SECRETS_HASH"]
+    key = Path(world.project_dir, "secrets/.hash-key").read_text()
+    assert live["API_SECRETS_HASH"] == sw.secrets_hashes(secret_files("rotated"), key)["api"]
+    assert Path(world.project_dir, ".env").read_text().count("_SECRETS_HASH=") == 1
+
+
+def test_the_audit_log_masks_a_secret_a_tool_quoted(world):
+    deployed(world, "1.0")
+    world.faults["prepare"] = [SwitchFailed("Change the database password", "ERROR: near PASSWORD 'pg-N3w-secret'")]
+    _result, failed = run(world, version="2.0", db_password="pg-N3w-secret")
+    assert failed is not None
+    assert "pg-N3w-secret" not in Path(world.project_dir, "audit.log").read_text()
+    assert "near PASSWORD '********'" in audit(world)[-1]["reason"]
+
+
+class PasswordEngine(Engine):
+    name = "passwords"
+
+
+def test_a_password_file_rewritten_before_the_server_took_it_is_held_until_the_switch_passed(tmp_path):
+    project = sw.Project(str(tmp_path / "shop"), False)
+    project.ensure_directories([("secrets/postgres", 0o700)])
+    Path(project.full("secrets/postgres/db_password")).write_text("old-pw")
+    engine = PasswordEngine(FakeModule(World(project.path)), {"project_dir": project.path}, project)
+    engine.read_running_passwords(["postgres/db_password"])
+    engine.hold_running_passwords([{"path": "secrets/postgres/db_password", "content": "new-pw"}])
+    Path(project.full("secrets/postgres/db_password")).write_text("new-pw")  # the switch wrote it, then stopped
+    held = project.full("secrets/.running/postgres-db_password")
+    assert mode_of(held) == 0o400 and mode_of(os.path.dirname(held)) == 0o700
+    # The next run still knows what the server runs with, and changes it.
+    again = PasswordEngine(FakeModule(World(project.path)), {"project_dir": project.path}, project)
+    again.read_running_passwords(["postgres/db_password"])
+    assert again.running_passwords == {"postgres/db_password": "old-pw"}
+    again.hold_running_passwords([{"path": "secrets/postgres/db_password", "content": "new-pw"}])
+    assert Path(held).read_text() == "old-pw"
+    again.release_held_passwords()
+    assert not os.path.exists(os.path.dirname(held))
+    unchanged = PasswordEngine(FakeModule(World(project.path)), {"project_dir": project.path}, project)
+    unchanged.read_running_passwords(["postgres/db_password"])
+    unchanged.hold_running_passwords([{"path": "secrets/postgres/db_password", "content": "new-pw"}])
+    assert unchanged.running_passwords == {"postgres/db_password": "new-pw"} and not os.path.exists(held)
