@@ -124,8 +124,8 @@ run_named_step() {
   esac
 }
 
-# Seconds each step took with both workers busy on a two-core machine (2026-12-04, whole suite
-# 2779 s): the workers take the longest first, so neither is left with a long step at the end. A
+# Seconds each step took with both workers busy on a two-core machine (2026-12-07, whole suite
+# 1839 s): the workers take the longest first, so neither is left with a long step at the end. A
 # step not listed counts as 600.
 declare -A step_seconds=(
   [molecule:swarm]=640 [molecule:fleet]=584 [molecule:tls]=543 [molecule:faults]=520 [molecule:backup]=397
