@@ -18,6 +18,20 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+NOOP_TASKS = 40
+
+
+def floor_play(path):
+    """The floor a run of ours is set against: fact gathering and NOOP_TASKS no-op tasks on
+    every host of the inventory, written to path."""
+    tasks = "".join(
+        f"    - name: No-op {i}\n      ansible.builtin.file:\n        path: /tmp\n        state: directory\n"
+        for i in range(NOOP_TASKS))
+    path.write_text(f"- name: Floor\n  hosts: all\n  gather_facts: true\n  tasks:\n{tasks}")
+    return path
+
+
 GROUP_VARS = ROOT / "molecule" / "default" / "inventory" / "group_vars"
 FLEET_GROUP_VARS = ROOT / "molecule" / "fleet" / "inventory" / "group_vars"
 VAULT_PASSWORD = ROOT / "molecule" / "default" / "vault-password"

@@ -27,22 +27,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import (ROOT, PlaybookFailed, Runner, children_cpu_s, loadavg, median, one_host_inventory, public,
-                      remove_host, remove_hosts_on_signal, start_host, steady_load, under_load)
+from benchlib import (NOOP_TASKS, ROOT, PlaybookFailed, Runner, children_cpu_s, floor_play, loadavg, median,
+                      one_host_inventory, public, remove_host, remove_hosts_on_signal, start_host, steady_load, under_load)
 
 HOST = "selfhost-bench-deploy"
 PORT = 18091
-NOOP_TASKS = 40
 TARGETS = {"cold_deploy_s": 60, "no_change_over_floor": 1.2, "update_wall_s": 8, "update_failed": 0,
            "update_p99_over_steady": 2.0, "rollback_wall_s": 8, "rollback_failed": 0}
-
-
-def floor_play(path):
-    tasks = "".join(
-        f"    - name: No-op {i}\n      ansible.builtin.file:\n        path: /tmp\n        state: directory\n"
-        for i in range(NOOP_TASKS))
-    path.write_text(f"- name: Floor\n  hosts: all\n  gather_facts: true\n  tasks:\n{tasks}")
-    return path
 
 
 def current_release():

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """The fleet's front door under load: failed requests, p50 and p99 over HTTPS through HAProxy
 (certificate from Pebble) in steady state, during update.yml to the running version (nothing
-to switch) and a rolling update of both app hosts, and with an app host killed (docker kill of
-its whole test host) and started again; the time HAProxy took to take the dead host out of
-rotation and to put it back once it answered its health check again.
+to switch), the floor play (facts and 40 no-op tasks on the four hosts: what any Ansible run
+costs the requests on these shared cores), a rolling update of both app hosts, and with an
+app host killed (docker kill of its whole test host) and started again; the time HAProxy took
+to take the dead host out of rotation and to put it back once it answered its health check
+again.
 
 Its own fleet (load balancer, two app hosts, db host, the fleet scenario's group_vars); a
 bounded load generator on this machine against the load balancer's HTTPS port published on
@@ -25,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import ROOT, fleet_inventory, pebble_root, point_name_at, remove_host, show, start_host, summary
+from benchlib import NOOP_TASKS, ROOT, fleet_inventory, floor_play, pebble_root, point_name_at, remove_host, show, start_host, summary
 
 sys.path.insert(0, str(ROOT / "molecule" / "shared"))
 from testlib import Load, LbWatch, run_playbook, window  # noqa: E402
@@ -53,9 +55,13 @@ def steady_state(root, rate, seconds=30):
 
 
 def rolling_update(inventory, root, rate, version):
+    return under_load(inventory, root, rate, "playbooks/update.yml", "-e", f"app_version={version}")
+
+
+def under_load(inventory, root, rate, *args):
     with load(root, rate) as run:
         start = time.monotonic()
-        result = playbook(inventory, "playbooks/update.yml", "-e", f"app_version={version}")
+        result = playbook(inventory, *args)
         elapsed = time.monotonic() - start
         figures = run.stop()
     if result.returncode:
@@ -129,6 +135,10 @@ def main():
         results["update_without_change"] = rolling_update(inventory, root, args.rate, "v1")
         show("update.yml to the running v1", results["update_without_change"],
              f"  ({results['update_without_change']['action_s']:.0f} s)")
+        # Any Ansible run on these shared cores: facts and 40 no-op tasks on the four hosts.
+        floor = floor_play(Path(tempfile.mkdtemp(prefix="bench-lb-floor-")) / "floor.yml")
+        results["floor_play"] = under_load(inventory, root, args.rate, str(floor))
+        show(f"floor play (facts + {NOOP_TASKS} no-ops)", results["floor_play"], f"  ({results['floor_play']['action_s']:.0f} s)")
         results["rolling_update"] = rolling_update(inventory, root, args.rate, "v2")
         show("rolling update v1 -> v2", results["rolling_update"], f"  ({results['rolling_update']['action_s']:.0f} s)")
         results["killed_app_host"] = kill_and_restart(root, args.rate)
@@ -143,6 +153,7 @@ def main():
     steady = results["steady"]["p99_ms"]
     results["p99_over_steady"] = {
         "update_without_change": round(results["update_without_change"]["p99_ms"] / steady, 2),
+        "floor_play": round(results["floor_play"]["p99_ms"] / steady, 2),
         "rolling_update": round(results["rolling_update"]["p99_ms"] / steady, 2),
         "from_3s_after_kill": round(killed["from_3s_after_kill_to_restart"]["p99_ms"] / steady, 2),
     }
