@@ -27,7 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import NOOP_TASKS, ROOT, fleet_inventory, floor_play, pebble_root, point_name_at, remove_host, show, start_host, summary
+from benchlib import (NOOP_TASKS, ROOT, fleet_inventory, floor_play, pebble_root, point_name_at, remove_host, show,
+                      start_host, summary)
 
 sys.path.insert(0, str(ROOT / "molecule" / "shared"))
 from testlib import Load, LbWatch, run_playbook, window  # noqa: E402
@@ -138,7 +139,8 @@ def main():
         # Any Ansible run on these shared cores: facts and 40 no-op tasks on the four hosts.
         floor = floor_play(Path(tempfile.mkdtemp(prefix="bench-lb-floor-")) / "floor.yml")
         results["floor_play"] = under_load(inventory, root, args.rate, str(floor))
-        show(f"floor play (facts + {NOOP_TASKS} no-ops)", results["floor_play"], f"  ({results['floor_play']['action_s']:.0f} s)")
+        show(f"floor play (facts + {NOOP_TASKS} no-ops)", results["floor_play"],
+             f"  ({results['floor_play']['action_s']:.0f} s)")
         results["rolling_update"] = rolling_update(inventory, root, args.rate, "v2")
         show("rolling update v1 -> v2", results["rolling_update"], f"  ({results['rolling_update']['action_s']:.0f} s)")
         results["killed_app_host"] = kill_and_restart(root, args.rate)

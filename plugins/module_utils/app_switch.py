@@ -594,6 +594,11 @@ class Switch(object):
     def static_dir(self, entry):
         return self.project.full("static/%s/%s" % (entry["service"], entry["path"].strip("/")))
 
+    @staticmethod
+    def staging_prefix(target):
+        """Where a static directory's new copy is staged: beside it, hidden."""
+        return os.path.join(os.path.dirname(target), "." + os.path.basename(target) + ".tmp.")
+
     def stage_static(self, env):
         """Copies each static location whose image changed out of its image into a directory
         beside its place (a container is created, never started): a path the image lacks stops
@@ -617,7 +622,7 @@ class Switch(object):
             parent = os.path.dirname(entry["target"])
             if not os.path.isdir(parent):
                 os.makedirs(parent, 0o755)
-            entry["staged"] = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(entry["target"]) + ".tmp.")
+            entry["staged"] = tempfile.mkdtemp(dir=parent, prefix=os.path.basename(self.staging_prefix(entry["target"])))
             rc, out, err = self.copy_out(entry["image"], entry["from_image"], entry["staged"])
             if rc != 0:
                 self.drop_static()
@@ -654,8 +659,7 @@ class Switch(object):
         files and static copies."""
         paths = glob.glob(self.project.full(".staged-*"))
         for entry in self.p["static"]:
-            target = self.static_dir(entry)
-            paths += glob.glob(os.path.join(os.path.dirname(target), "." + os.path.basename(target) + ".tmp.*"))
+            paths += glob.glob(self.staging_prefix(self.static_dir(entry)) + "*")
         for path in paths:
             if os.path.isdir(path):
                 shutil.rmtree(path, ignore_errors=True)

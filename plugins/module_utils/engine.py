@@ -17,7 +17,9 @@ import time
 from ansible_collections.selfhost.stack.plugins.module_utils import file_set
 
 
-# Copies of the password files as the running servers know them, while a switch changes them.
+# The password files PostgreSQL and Redis read when they start (below secrets/).
+PASSWORD_FILES = ("postgres/db_password", "redis/redis.conf")
+# Copies of them as the running servers know them, while a switch changes them.
 HELD_DIR = "secrets/.running"
 
 
@@ -114,8 +116,7 @@ class Engine(object):
         new = dict((spec["path"], spec["content"]) for spec in secret_specs)
         for path, text in self.running_passwords.items():
             if new.get("secrets/" + path, text) != text and self.project.read(held_path(path)) is None:
-                if not os.path.isdir(self.project.full(HELD_DIR)):
-                    os.mkdir(self.project.full(HELD_DIR), 0o700)
+                self.project.ensure_directories([(HELD_DIR, 0o700)])
                 file_set.write_atomically(self.project.full(held_path(path)), text.encode("utf-8"), 0, 0, 0o400)
 
     def release_held_passwords(self):

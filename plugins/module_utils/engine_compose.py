@@ -19,7 +19,7 @@ import time
 
 from ansible_collections.selfhost.stack.plugins.module_utils import rollout as ro
 from ansible_collections.selfhost.stack.plugins.module_utils.image_config import by_reference
-from ansible_collections.selfhost.stack.plugins.module_utils.engine import Engine, SwitchFailed, wait_until
+from ansible_collections.selfhost.stack.plugins.module_utils.engine import PASSWORD_FILES, Engine, SwitchFailed, wait_until
 
 NGINX_START = "/selfhost/nginx-start"  # the app role's helper, mounted into the Nginx container
 DATA_SERVICES = ("postgres", "redis")
@@ -123,7 +123,7 @@ class ComposeEngine(Engine):
 
     # -- before any change -------------------------------------------------------------------
     def observe(self):
-        self.read_running_passwords([p for p in ("postgres/db_password", "redis/redis.conf") if p.split("/", 1)[0] in self.services])
+        self.read_running_passwords([p for p in PASSWORD_FILES if p.split("/", 1)[0] in self.services])
 
     def validate(self, staged):
         # The staged files are what the switch writes next: their state is the live one then.

@@ -15,7 +15,7 @@ import json
 import re
 
 from ansible_collections.selfhost.stack.plugins.module_utils import swarm_stack
-from ansible_collections.selfhost.stack.plugins.module_utils.engine import Engine, SwitchFailed
+from ansible_collections.selfhost.stack.plugins.module_utils.engine import PASSWORD_FILES, Engine, SwitchFailed
 from ansible_collections.selfhost.stack.plugins.module_utils.engine_compose import redis_requirepass
 from ansible_collections.selfhost.stack.plugins.module_utils.stack_render import RenderError
 
@@ -58,7 +58,7 @@ class SwarmEngine(Engine):
 
     # -- before any change -------------------------------------------------------------------
     def observe(self):
-        self.read_running_passwords(("postgres/db_password", "redis/redis.conf"))
+        self.read_running_passwords(PASSWORD_FILES)
 
     def validate(self, staged):
         self.check_nodes()
