@@ -39,7 +39,7 @@ from ansible_collections.selfhost.stack.plugins.module_utils.engine import Rollo
 DIRECTORIES = (("", 0o750), ("secrets", 0o700), ("nginx", 0o755), ("selfhost", 0o755), ("static", 0o755))
 HASH_KEY = "secrets/.hash-key"
 EDGE_DIR = "nginx/"
-GATE_INTERVAL = 0.25
+GATE_INTERVAL = 0.1
 HASHES_COMMENT = ("# Keyed hashes of each service's secrets, its label selfhost.secrets-hash: a changed",
                   "# secret rolls only the services that use it (written by the switch).")
 SECRETS_HASH_LINE = re.compile(r"^[A-Z0-9_]+_SECRETS_HASH=")
@@ -317,13 +317,12 @@ class Switch(object):
     def switch(self):
         if self.p["action"] == "update":
             self.refuse_update()
-        lock = Lock(self.p["lock_dir"] or self.project.full(".deploy.lock"), self.host, self.p["lock_force"])
+        lock = self.lock()
         if not self.check_mode:
             # The lock and the hash key live there; another role may have made the project
             # directory already (the proxy role its tls/).
             self.directories_changed = self.project.ensure_directories()
-            lock.take("%s since %s, version %s" % (self.p["actor"], releases.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                                   self.p["version"]))
+            self.take(lock, "version %s" % self.p["version"])
             self.clear_leftovers()
         outcome, failure = "failed", None
         try:
@@ -351,6 +350,12 @@ class Switch(object):
                 self.audit_event("end", outcome, failure)
             finally:
                 lock.release()
+
+    def lock(self):
+        return Lock(self.p["lock_dir"] or self.project.full(".deploy.lock"), self.host, self.p["lock_force"])
+
+    def take(self, lock, what):
+        lock.take("%s since %s, %s" % (self.p["actor"], releases.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"), what))
 
     # -- the steps ---------------------------------------------------------------------------
     def staged_files(self):
@@ -725,9 +730,13 @@ class Switch(object):
         if self.check_mode:
             self.rollout.note("migrations would run: %s" % ", ".join(self.p["migrations"]))
             return
-        files = self.staged_files()
+        # Under the deploy lock: no switch of this host runs the migrations, or changes what they
+        # run against, at the same time.
+        lock = self.lock()
+        self.take(lock, "migrations of version %s" % self.p["version"])
         staged = {}
         try:
+            files = self.staged_files()
             for name, key in (("compose.yaml", "compose"), (".env", "env")):
                 path = self.project.full(".next-" + name.replace(".", ""))
                 with open(path, "w") as f:
@@ -736,6 +745,9 @@ class Switch(object):
                 staged[key] = path
             self.engine.migrate(self.p["migrations"], self.p["migration_marker"], files=staged)
         finally:
-            for path in staged.values():
-                os.unlink(path)
+            try:
+                for path in staged.values():
+                    os.unlink(path)
+            finally:
+                lock.release()
         self.rollout.note("migrations ran: %s" % ", ".join(self.p["migrations"]))

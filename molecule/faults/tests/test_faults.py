@@ -191,7 +191,7 @@ def wait_new_backend(host, before, timeout=240):
 def test_controller_killed_during_the_switch(host):
     before = {n for n, c in containers(host).items() if c["service"] == "backend"}
     with Load(LOAD_URL) as load:
-        # A long gate (600 good answers, 0.25 s apart) keeps the switch busy on the host after its
+        # A long gate (600 good answers, 0.1 s apart: a minute) keeps the switch busy on the host after its
         # controller is gone, with the old backend still draining: nothing there stops it (it
         # would finish, or revert, and release the lock by itself).
         update = start_update("v2", "-e", "app_gate_successes=600", "-e", "app_gate_timeout=300")

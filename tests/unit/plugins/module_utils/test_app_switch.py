@@ -848,12 +848,30 @@ def test_migrate_next_runs_the_new_releases_migrations_beside_the_live_files(wor
     assert world.live() == live
 
 
-def test_migrate_next_removes_its_files_when_the_migration_fails(world):
+def test_migrate_next_holds_the_deploy_lock_while_the_migrations_run(world):
+    deployed(world, "1.0")
+    _result, failed = run(world, action="migrate", version="2.0", migrations=["api-migrate-1"], migration_marker="m2")
+    assert failed is None and world.lock_seen == [True]
+    assert not os.path.exists(os.path.join(world.project_dir, ".deploy.lock"))
+
+
+def test_migrate_next_waits_for_no_switch_and_names_the_holder(world):
+    deployed(world, "1.0")
+    holder = sw.Lock(os.path.join(world.project_dir, ".deploy.lock"), "web1", False)
+    holder.take("alice since 2026-12-07T10:00:00Z, version 1.5")
+    _result, failed = run(world, action="migrate", version="2.0", migrations=["api-migrate-1"], migration_marker="m2")
+    assert failed is not None and "another deploy holds the lock" in failed.msg and "alice" in failed.msg
+    assert world.calls == [] and not [n for n in os.listdir(world.project_dir) if n.startswith(".next-")]
+    holder.release()
+
+
+def test_migrate_next_removes_its_files_and_the_lock_when_the_migration_fails(world):
     deployed(world, "1.0")
     world.faults["migrate"] = [SwitchFailed("Run each migration in a one-off container", "api-migrate-1 failed (rc 1)")]
     _result, failed = run(world, action="migrate", version="2.0", migrations=["api-migrate-1"], migration_marker="m2")
     assert failed is not None and failed.msg == "api-migrate-1 failed (rc 1)"
     assert not [n for n in os.listdir(world.project_dir) if n.startswith(".next-")]
+    assert not os.path.exists(os.path.join(world.project_dir, ".deploy.lock"))
 
 
 def test_migrate_next_skips_a_set_that_ran(world):
