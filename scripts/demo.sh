@@ -13,7 +13,7 @@ vault_pass=$SELFHOST_ROOT/.cache/demo-vault-pass
 # shellcheck disable=SC1091
 source "$SELFHOST_ROOT/.harness.env"
 activate_venv
-cd "$SELFHOST_ROOT"
+cd "$SELFHOST_ROOT" || exit 1
 
 # Demo secrets: random, kept in a Vault-encrypted file like a real inventory's.
 if [[ ! -f $vault_file ]]; then

@@ -6,6 +6,7 @@ SELFHOST_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SELFHOST_VENV=${SELFHOST_VENV:-$SELFHOST_ROOT/.venv}
 SELFHOST_STATE=${SELFHOST_STATE:-/var/lib/selfhost-harness}
 SELFHOST_NETWORK=${SELFHOST_NETWORK:-selfhost-test}
+# shellcheck disable=SC2034 # read by the scripts that source this file
 SELFHOST_REGISTRY_NAME=selfhost-registry
 SELFHOST_REGISTRY_PORT=${SELFHOST_REGISTRY_PORT:-5000}
 export SELFHOST_ROOT SELFHOST_VENV SELFHOST_STATE SELFHOST_NETWORK
@@ -50,8 +51,7 @@ ensure_docker_engine() {
   mkdir -p /var/log
   # Descriptors 3-9 closed: a lock the caller holds (flock) must not live on in the daemon.
   setsid nohup dockerd >/var/log/selfhost-dockerd.log 2>&1 </dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
-  local i
-  for i in $(seq 60); do
+  for _ in $(seq 60); do
     docker info >/dev/null 2>&1 && return 0
     sleep 1
   done

@@ -11,16 +11,16 @@ source "$(dirname "$0")/lib.sh"
 # shellcheck disable=SC1091
 source "$SELFHOST_ROOT/.harness.env"
 activate_venv
-cd "$SELFHOST_ROOT"
+cd "$SELFHOST_ROOT" || exit 1
 
 # Test hosts carry their step's run id ("<suite id>-<step>"), so a step removes its own hosts
 # and nobody else's, and the suite removes what any of its steps left.
 SELFHOST_SUITE_ID=${SELFHOST_RUN_ID:-$$-$(date +%s)}
 remove_test_hosts() {
   local run=$1 ids
-  ids=$(docker ps -a --filter label=selfhost.test=1 --format '{{.ID}} {{.Label "selfhost.run"}}' |
+  mapfile -t ids < <(docker ps -a --filter label=selfhost.test=1 --format '{{.ID}} {{.Label "selfhost.run"}}' |
     awk -v run="$run" '$2 == run || index($2, run "-") == 1 { print $1 }')
-  [[ -z $ids ]] || docker rm -fv $ids >/dev/null 2>&1 || true
+  ((${#ids[@]} == 0)) || docker rm -fv "${ids[@]}" >/dev/null 2>&1 || true
 }
 trap 'remove_test_hosts "$SELFHOST_SUITE_ID"' EXIT
 
@@ -32,6 +32,14 @@ scenarios() {
 has_plugins() { compgen -G 'plugins/*/*.py' >/dev/null; }
 
 step_yamllint() { yamllint -s .; }
+# Every shell script the repository tracks (by its shebang, or a `# shellcheck shell=` line in a
+# sourced library) with .shellcheckrc: the role's helper scripts, the harness, the examples.
+step_shellcheck() {
+  local files
+  mapfile -t files < <(git ls-files -z | xargs -0 grep -lIE '^(#!(/usr/bin/env |/bin/)(ba)?sh\b|# shellcheck shell=)' |
+    grep -v '\.j2$')
+  shellcheck "${files[@]}"
+}
 step_ansible_lint() { ansible-lint; }
 step_build() {
   local out
@@ -57,7 +65,7 @@ step_sanity() {
 }
 step_unit() { python -m pytest -p no:cacheprovider tests/unit; }
 step_molecule() { molecule test -s "$1"; }
-export -f step_yamllint step_ansible_lint step_build step_sanity step_unit step_molecule
+export -f step_yamllint step_shellcheck step_ansible_lint step_build step_sanity step_unit step_molecule
 
 # Scenarios whose tests put the load generator on their hosts: the timing-sensitive lane.
 uses_load() { grep -qs 'Load(' molecule/"$1"/tests/*.py; }
@@ -67,7 +75,7 @@ lanes=${SELFHOST_TEST_LANES:-$( ((${#requested[@]})) && echo 1 || echo 2)}
 [[ $lanes == 1 || $lanes == 2 ]] || die "SELFHOST_TEST_LANES must be 1 or 2, not '$lanes'"
 parallel=$((lanes == 2))
 if ((${#requested[@]} == 0)); then
-  requested=(yamllint ansible-lint build)
+  requested=(yamllint shellcheck ansible-lint build)
   has_plugins && requested+=(sanity)
   [[ -d tests/unit ]] && requested+=(unit)
   requested+=(molecule)
@@ -130,7 +138,7 @@ run_named_step() {
 declare -A step_seconds=(
   [molecule:swarm]=640 [molecule:fleet]=584 [molecule:tls]=543 [molecule:faults]=520 [molecule:backup]=397
   [molecule:examples]=361 [molecule:docker]=222 [molecule:default]=214 [unit]=131 [ansible-lint]=62
-  [molecule:harness]=40 [sanity]=23 [yamllint]=2 [build]=1
+  [molecule:harness]=40 [sanity]=23 [yamllint]=2 [shellcheck]=2 [build]=1
 )
 longest_first() {
   local step
@@ -156,8 +164,8 @@ for step in "${requested[@]}"; do
     molecule) for s in $(scenarios); do expanded+=("molecule:$s"); done ;;
     molecule:*) [[ -f molecule/${step#molecule:}/molecule.yml ]] || die "no scenario '${step#molecule:}'"
       expanded+=("$step") ;;
-    yamllint | ansible-lint | build | sanity | unit) expanded+=("$step") ;;
-    *) die "unknown step '$step' (yamllint ansible-lint build sanity unit molecule molecule:<scenario>)" ;;
+    yamllint | shellcheck | ansible-lint | build | sanity | unit) expanded+=("$step") ;;
+    *) die "unknown step '$step' (yamllint shellcheck ansible-lint build sanity unit molecule molecule:<scenario>)" ;;
   esac
 done
 
