@@ -40,6 +40,7 @@ DIRECTORIES = (("", 0o750), ("secrets", 0o700), ("nginx", 0o755), ("selfhost", 0
 HASH_KEY = "secrets/.hash-key"
 EDGE_DIR = "nginx/"
 GATE_INTERVAL = 0.1
+DOCKER_ROOT = "/var/lib/docker"
 HASHES_COMMENT = ("# Keyed hashes of each service's secrets, its label selfhost.secrets-hash: a changed",
                   "# secret rolls only the services that use it (written by the switch).")
 SECRETS_HASH_LINE = re.compile(r"^[A-Z0-9_]+_SECRETS_HASH=")
@@ -181,6 +182,15 @@ class Project(object):
         if not self.check_mode:
             file_set.write_atomically(self.full(HASH_KEY), key.encode("utf-8"), 0, 0, 0o400)
         return key
+
+
+def free_bytes(path):
+    """Free bytes of the file system at path (0 when it is not there)."""
+    try:
+        stat = os.statvfs(path)
+    except OSError:
+        return 0
+    return stat.f_bavail * stat.f_frsize
 
 
 def process_start(pid):
@@ -468,6 +478,9 @@ class Switch(object):
         if self.rotates:
             self.engine.release_held_passwords()
         self.timed("recorded")
+        if self.p["prune"]:
+            self.prune()
+            self.timed("pruned")
 
     def preview(self, files):
         """Check mode: what would change, written nowhere."""
@@ -486,6 +499,8 @@ class Switch(object):
                 self.rollout.note("%s: %s" % (service, reason))
         self.result["changed"] = changed or bool(self.rollout.changed)
         self.result["files"] = self.project.changed_files
+        if self.p["prune"] and self.project.exists():
+            self.prune()
 
     def activate(self, release_id, reason):
         """A recorded release's files become the live ones; `current` points at it. (A rollback
@@ -525,6 +540,37 @@ class Switch(object):
                                                "version": self.p["version"], "release": release_id, "from": self.before,
                                                "result": "ok"})
         self.result.update(current=release_id, pruned=pruned)
+
+    def prune(self):
+        """What the history no longer needs leaves the host: the images of releases that were
+        pruned from it or never passed, the project's stopped containers, dangling images and
+        build cache. Housekeeping after a switch that passed: its failure is reported in
+        `changes`, not reverted."""
+        try:
+            self.remove_unused()
+        except Exception as exc:  # pylint: disable=broad-except
+            self.rollout.note("prune failed: %s" % self.masked("%s: %s" % (type(exc).__name__, exc))[:300])
+
+    def remove_unused(self):
+        refs, ids = releases.kept_images(self.project.path)
+        refs.update(ref for ref in self.p["images"].values() if ref)
+        free_before = 0 if self.check_mode else free_bytes(DOCKER_ROOT)
+        pruned = self.engine.prune(sorted(refs), ids)
+        if not pruned or not (pruned["containers"] or pruned["images"] or pruned["other"]):
+            return
+        self.result["changed"] = True
+        self.result["pruned_images"] = pruned["images"]
+        removed = ["%s (container)" % name for name in pruned["containers"]] + pruned["images"]
+        if self.check_mode:
+            self.rollout.note("prune: would remove %s" % ", ".join(removed))
+            return
+        freed = max(0, free_bytes(DOCKER_ROOT) - free_before)
+        self.rollout.note("prune: removed %s; %d MB came back" % (
+            ", ".join(removed + (["dangling images and build cache"] if pruned["other"] else [])), freed // 10 ** 6))
+        releases.audit(self.project.path, {"action": "prune", "host": self.hostname, "actor": self.p["actor"],
+                                           "release": releases.current_release(self.project.path),
+                                           "containers": pruned["containers"], "images": pruned["images"],
+                                           "dangling_and_cache": pruned["other"], "freed_bytes": freed})
 
     def revert(self, failure):
         """Back to the release this host had, which must pass the gate again. Raises."""
@@ -705,17 +751,16 @@ class Switch(object):
         if not os.path.isfile(self.project.full("compose.yaml")):
             raise SwitchFailed("Refuse to update a host that was never deployed", "%s has no %s: deploy it first with "
                                "playbooks/deploy.yml" % (self.host, self.project.full("compose.yaml")), before_change=True)
-        lock = Lock(self.p["lock_dir"] or self.project.full(".deploy.lock"), self.host, self.p["lock_force"])
+        lock = self.lock()
         if not lock_taken and os.path.isdir(lock.path) and not self.p["lock_force"]:
             raise SwitchFailed("Refuse to start while another deploy holds the lock", "%s: another deploy holds the lock %s. "
                                "If that deploy is dead, run again with -e app_lock_force=true." % (self.host, lock.path),
                                before_change=True)
         if self.p["min_free_mb"]:
-            stat = os.statvfs("/var/lib/docker")
-            free = stat.f_bavail * stat.f_frsize // (1024 * 1024)
+            free = free_bytes(DOCKER_ROOT) // (1024 * 1024)
             if free < self.p["min_free_mb"]:
-                raise SwitchFailed("Check the free space for images", "%s has %d MB free under /var/lib/docker; the update "
-                                   "wants %d MB (app_update_min_free_mb)." % (self.host, free, self.p["min_free_mb"]),
+                raise SwitchFailed("Check the free space for images", "%s has %d MB free under %s; the update wants %d MB "
+                                   "(app_update_min_free_mb)." % (self.host, free, DOCKER_ROOT, self.p["min_free_mb"]),
                                    before_change=True)
 
     def migrate_next(self):

@@ -181,6 +181,12 @@ class Engine(object):
         """Image ID per service of the running stack, for the release history."""
         return {}
 
+    def prune(self, refs, ids):
+        """After a successful switch: removes what the release history no longer needs (refs,
+        ids: the image references and IDs of its releases). Returns {containers, images, other},
+        or None where the engine does not prune."""
+        return None
+
     def retire_passwords(self):
         """Drops old passwords the data services still accept; True when one was dropped."""
         return False

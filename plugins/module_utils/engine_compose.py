@@ -17,6 +17,7 @@ import json
 import os
 import time
 
+from ansible_collections.selfhost.stack.plugins.module_utils import image_prune
 from ansible_collections.selfhost.stack.plugins.module_utils import rollout as ro
 from ansible_collections.selfhost.stack.plugins.module_utils.image_config import by_reference
 from ansible_collections.selfhost.stack.plugins.module_utils.engine import PASSWORD_FILES, Engine, SwitchFailed, wait_until
@@ -245,7 +246,7 @@ class ComposeEngine(Engine):
         """PostgreSQL reads its password file only when it creates the cluster: a new password
         is set in the running server, the statement never logged. From here on containers of
         the old release keep their connections but cannot open new ones: so this runs as late
-        as it can, right before the migrations or the roll."""
+        as it can, right before the migrations or the new containers start."""
         old = self.running_passwords.get("postgres/db_password")
         new = self.params["db_password"]
         if old is None or new is None or old == new or self.db_password_changed:
@@ -275,7 +276,6 @@ class ComposeEngine(Engine):
         return True
 
     def converge(self, rollout):
-        self.change_db_password()
         state = self.current()
         self.forget()
         leftovers = ro.leftovers(state["containers"])
@@ -296,6 +296,9 @@ class ComposeEngine(Engine):
                 keep[name] = sorted(good, key=lambda c: c.number)[-replicas:]
             else:
                 start[name] = (containers, replicas)
+        # The new password in the running PostgreSQL as late as it can be: from here on the old
+        # containers cannot open new connections, until the edge sends nothing to them any more.
+        self.change_db_password()
         if start:
             keep.update(self.start_beside(start, rollout, state))
         for name, kept in keep.items():
@@ -475,6 +478,36 @@ class ComposeEngine(Engine):
         if missing:
             raise SwitchFailed("Check that every container of the stack is running and healthy",
                                "no container of %s" % ", ".join(missing))
+
+    def prune(self, refs, ids):
+        """The project's stopped containers, the images of the app no release in the history uses
+        (refs, ids: what the history names; never by force: an image another container uses
+        stays), then Docker's dangling images and build cache (host-wide). Nothing is removed in
+        check mode. Returns {containers, images, other: whether the host-wide prune removed some}."""
+        containers = self.containers()
+        stopped = sorted(c.name for c in containers if c.state in ("created", "exited", "dead"))
+        used = set(ids) | set(c.image_id for c in containers if c.image_id and c.name not in stopped)
+        _rc, out, _err = self.docker("image", "ls", "--no-trunc", "--format", "{{json .}}", check=False)
+        rows = []
+        for line in out.splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue
+        images = image_prune.unused_images(rows, refs, used)
+        if self.check_mode:
+            return {"containers": stopped, "images": images, "other": False}
+        if stopped:
+            self.docker("rm", *stopped, check=False)
+        removed = []
+        if images:
+            _rc, out, _err = self.docker("image", "rm", *images, check=False)
+            untagged = set(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Untagged:"))
+            removed = [ref for ref in images if ref in untagged]
+        _rc, dangling, _err = self.docker("image", "prune", "--force", check=False)
+        _rc, cache, _err = self.docker("builder", "prune", "--force", check=False)
+        other = "deleted:" in dangling.lower() or image_prune.reclaimed_bytes(cache) > 0
+        return {"containers": stopped, "images": removed, "other": other}
 
     def digests(self):
         return dict((c.service, c.image_id) for c in sorted(self.containers(), key=lambda c: c.number) if c.image_id)

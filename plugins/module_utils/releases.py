@@ -65,6 +65,19 @@ def read_release(project_dir, release_id):
         return json.load(f)
 
 
+def kept_images(project_dir):
+    """(references, image IDs) the releases in the history run: what pruning keeps."""
+    refs, ids = set(), set()
+    for release_id in list_releases(project_dir):
+        try:
+            release = read_release(project_dir, release_id)
+        except (IOError, OSError, ValueError):
+            continue
+        refs.update(ref for ref in (release.get("images") or {}).values() if ref)
+        ids.update(image_id for image_id in (release.get("digests") or {}).values() if image_id)
+    return refs, ids
+
+
 def _read(path):
     try:
         with open(path, "rb") as f:

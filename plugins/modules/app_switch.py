@@ -18,10 +18,12 @@ description:
     O(action=rollback) the recorded files of O(release)); checks it before any change (the engine validates the
     Compose file, refuses to recreate PostgreSQL or Redis unless O(data_restart_allowed), refuses a PostgreSQL
     major version the data volume cannot open, copies static files out of their images aside); writes it;
-    brings PostgreSQL and Redis up and changes rotated passwords in the running servers; runs new migrations;
-    converges the containers (routed services without downtime behind the edge Nginx, the others stop-first);
+    brings PostgreSQL and Redis up (a rotated Redis password beside the old one); runs new migrations;
+    converges the containers (routed services without downtime behind the edge Nginx, the others stop-first; a
+    rotated database password set in the running PostgreSQL right before the migrations or the new containers);
     passes the health gate (every container serving, then O(gate.successes) good answers from O(gate.url));
-    records the release in O(project_dir)/releases and appends start and end lines to O(project_dir)/audit.log.
+    records the release in O(project_dir)/releases and appends start and end lines to O(project_dir)/audit.log;
+    removes what the history no longer needs (O(prune)).
   - On a failure after the first change, the host returns to the release it had, which must pass the gate again;
     the task then fails saying what failed and that it reverted. A failure before any change leaves the host as it
     was. A host with no earlier release stops with the reason.
@@ -219,6 +221,17 @@ options:
         as soon as no connection to them is open (at least half a second after the switch).
     type: float
     default: 2
+  prune:
+    description:
+      - After a switch that passed (and in check mode, what it would remove), remove what the release history no
+        longer needs from the host, and write what went and how much space came back to the audit log.
+      - "It removes the project's stopped containers; the images of the repositories the history's releases name
+        (O(images) and each release's C(images)) that no release and no container uses, by reference, never by
+        force (an image another container uses stays); then Docker's dangling images and build cache
+        (C(docker image prune) and C(docker builder prune), host-wide)."
+      - Not done on a swarm yet (O(engine=swarm)).
+    type: bool
+    default: true
   pull:
     description: When Compose may pull an image a container needs (the images were pulled before the switch).
     type: str
@@ -334,6 +347,12 @@ pruned:
   returned: when a release was recorded
   type: list
   elements: str
+pruned_images:
+  description: Image references removed from the host (in check mode, those it would remove), see O(prune).
+  returned: when O(prune) removed something
+  type: list
+  elements: str
+  sample: ["registry.example.com/shop/api:1.3.9"]
 reverted_to:
   description: The release the host went back to after a failure.
   returned: on failure, after a revert
@@ -409,6 +428,7 @@ def argument_spec():
             timeout=dict(type="int", default=60),
             expect=dict(type="str", default=""),
         )),
+        prune=dict(type="bool", default=True),
         min_free_mb=dict(type="int", default=0),
         placement=dict(type="dict", default={}),
     )

@@ -216,6 +216,44 @@ def test_rollback_returns_to_v1_under_load(host):
     assert history.endswith("-v1")
 
 
+def test_the_images_no_release_uses_are_pruned_and_a_rollback_needs_no_registry(host):
+    """The broken update pulled images that never passed: the rollback's prune removed them and
+    kept those of every release in the history, so rollbacks to v2 and back to v1 work with the
+    registry unreachable."""
+    images = set(host.check_output("docker image ls --format '{{.Repository}}:{{.Tag}}'").split())
+    kept = set()
+    for release in host.check_output(f"ls {APP_DIR}/releases").split():
+        if release != "current":
+            recorded = json.loads(host.file(f"{APP_DIR}/releases/{release}/release.json").content_string)
+            kept |= set(recorded["images"].values())
+    # Exactly the images of the releases in the history, of every repository they name.
+    repositories = {ref.rsplit(":", 1)[0] for ref in kept}
+    assert {i for i in images if i.rsplit(":", 1)[0] in repositories} == kept, (images, kept)
+    for service in ("frontend", "backend"):
+        assert {f"selfhost-registry:5000/selfhost/demo-{service}:{v}" for v in ("v1", "v2")} <= kept, kept
+    audit = [json.loads(line) for line in host.file(f"{APP_DIR}/audit.log").content_string.splitlines()]
+    prune = [e for e in audit if e.get("action") == "prune"][-1]
+    assert "selfhost-registry:5000/selfhost/demo-backend:broken" in prune["images"], prune
+    current = host.file(f"{APP_DIR}/releases/current").linked_to.rsplit("/", 1)[-1]
+    assert prune["freed_bytes"] >= 0 and prune["release"] == current, prune
+    v2 = [r for r in host.check_output(f"ls {APP_DIR}/releases").split() if r.endswith("-v2")][-1]
+    host.run_expect([0], "iptables -I OUTPUT -p tcp --dport 5000 -j REJECT")
+    try:
+        assert host.run("docker pull selfhost-registry:5000/selfhost/demo-backend:v1").rc != 0
+        served = []
+        # To v2 and back to v1 (the release the inventory deploys, for the tests after this one).
+        for release in (v2, current):
+            with Load(LOAD_URL) as load:
+                result = run_playbook("playbooks/rollback.yml", "-e", f"app_rollback_release={release}")
+                figures = load.stop()
+            assert result.returncode == 0, result.output[-3000:]
+            assert figures["failed"] == 0, figures
+            served.append(served_version(host))
+    finally:
+        host.run("iptables -D OUTPUT -p tcp --dport 5000 -j REJECT")
+    assert served == ["v2", "v1"]
+
+
 def test_update_bad_input_stops_before_any_change(host):
     before = host.file(f"{APP_DIR}/compose.yaml").sha256sum
     for args, message in (

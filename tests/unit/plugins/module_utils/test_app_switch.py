@@ -402,6 +402,8 @@ class World(object):
         self.running = None  # the compose.yaml the containers run
         self.gate_fails = ()  # versions the health gate refuses
         self.lock_seen = []
+        self.prunes = []  # (refs, ids) of each prune
+        self.pruned = None  # what the engine's prune returns; an exception: raised
 
     def live(self):
         out = {}
@@ -471,6 +473,12 @@ class FakeEngine(Engine):
     def retire_passwords(self):
         self.world.step("retire_passwords")
         return False
+
+    def prune(self, refs, ids):
+        self.world.prunes.append((refs, ids))
+        if isinstance(self.world.pruned, Exception):
+            raise self.world.pruned
+        return self.world.pruned
 
 
 class FakeModule(object):
@@ -1153,3 +1161,59 @@ def test_a_password_file_rewritten_before_the_server_took_it_is_held_until_the_s
     unchanged.read_running_passwords(["postgres/db_password"])
     unchanged.hold_running_passwords([{"path": "secrets/postgres/db_password", "content": "new-pw"}])
     assert unchanged.running_passwords == {"postgres/db_password": "new-pw"} and not os.path.exists(held)
+
+
+# -- pruning after a switch that passed -------------------------------------------------------------
+
+PRUNED = {"containers": [], "images": ["shop/api:0.9"], "other": True}
+
+
+def test_a_switch_that_passed_prunes_keeping_every_release_in_the_history(world):
+    deployed(world, "1.0")
+    world.pruned = dict(PRUNED)
+    result, failed = run(world, version="2.0", images={"api": "shop/api:2.0"})
+    assert failed is None and result["pruned_images"] == ["shop/api:0.9"]
+    refs, ids = world.prunes[-1]
+    assert refs == ["shop/api:2.0"] and ids == {"sha256:" + "1" * 64}  # the releases' digests, this run's images
+    assert any(line.startswith("prune: removed shop/api:0.9, dangling images and build cache; ") for line in result["changes"])
+    line = [e for e in audit(world) if e.get("action") == "prune"][-1]
+    assert (line["images"], line["containers"], line["dangling_and_cache"]) == (["shop/api:0.9"], [], True)
+    assert line["release"] == result["current"] and line["freed_bytes"] >= 0
+    assert audit(world)[-1]["phase"] == "end"  # pruned under the lock, before the end line
+
+
+def test_a_prune_that_fails_leaves_the_switch_passed_and_says_so(world):
+    deployed(world, "1.0")
+    world.pruned = OSError("docker: cannot connect")
+    result, failed = run(world, version="2.0")
+    assert failed is None and result["current"].endswith("-2.0") and "reverted_to" not in result
+    assert "prune failed: OSError: docker: cannot connect" in result["changes"]
+    assert audit(world)[-1]["result"] == "ok"
+
+
+def test_nothing_pruned_writes_no_audit_line_and_changes_nothing(world):
+    deployed(world, "1.0")
+    world.pruned = {"containers": [], "images": [], "other": False}
+    result, failed = run(world, version="1.0")
+    assert failed is None and not result["changed"] and world.prunes
+    assert not [e for e in audit(world) if e.get("action") == "prune"]
+
+
+def test_no_prune_after_a_failed_switch_or_with_prune_off(world):
+    deployed(world, "1.0")
+    world.pruned, world.prunes = dict(PRUNED), []
+    world.gate_fails = ("2.0",)
+    _result, failed = run(world, version="2.0")
+    assert failed is not None and world.prunes == []
+    _result, failed = run(world, version="3.0", prune=False)
+    assert failed is None and world.prunes == []
+
+
+def test_check_mode_says_what_a_prune_would_remove_and_records_nothing(world):
+    deployed(world, "1.0")
+    world.pruned = {"containers": ["shop-api-7"], "images": ["shop/api:0.9"], "other": False}
+    before = audit(world)
+    result, failed = run(world, check_mode=True, version="1.0")
+    assert failed is None and result["changed"]
+    assert "prune: would remove shop-api-7 (container), shop/api:0.9" in result["changes"]
+    assert audit(world) == before

@@ -173,6 +173,22 @@ class Host(object):
             found = [{"Id": self.images[normalise_ref(r)], "RepoTags": [normalise_ref(r)], "RepoDigests": []}
                      for r in args[2:] if normalise_ref(r) in self.images]
             return (0 if len(found) == len(args) - 2 else 1), json.dumps(found), ""
+        if args[:2] == ["image", "ls"]:
+            return 0, "".join(json.dumps({"Repository": ref.rsplit(":", 1)[0], "Tag": ref.rsplit(":", 1)[1], "ID": image_id})
+                              + "\n" for ref, image_id in sorted(self.images.items())), ""
+        if args[:2] == ["image", "rm"]:
+            used = set(c["image"] for c in self.containers.values())
+            out, err = [], []
+            for ref in args[2:]:
+                if self.images.get(ref) in used:
+                    err.append("Error response from daemon: conflict: unable to remove repository reference "
+                               "\"%s\" (must force) - container is using its referenced image" % ref)
+                elif ref in self.images:
+                    out.append("Untagged: %s" % ref)
+                    self.images.pop(ref)
+            return (1 if err else 0), "\n".join(out) + "\n", "\n".join(err)
+        if args[:2] in (["image", "prune"], ["builder", "prune"]):
+            return 0, "Total reclaimed space: 0B\n", ""
         if args[0] in ("image", "volume"):
             return 1, "", "Error: No such %s" % args[0]
         if args[0] == "stop":
@@ -520,3 +536,66 @@ def test_wait_until_gives_up_after_the_timeout_with_the_last_answer(monkeypatch)
     monkeypatch.setattr(engine.time, "sleep", lambda seconds: clock.__setitem__(0, clock[0] + seconds))
     assert engine.wait_until(lambda: None, timeout=5) is None
     assert 5 <= clock[0] <= 5.5
+
+
+# -- pruning ------------------------------------------------------------------------------------
+
+def test_prune_removes_the_apps_images_no_release_uses_and_keeps_the_rest(project):
+    host = running_host()
+    host.images = dict(IMAGES, **{"registry.example.com/shop/api:1.3.0": "sha256:" + "a0" * 32,
+                                  "registry.example.com/shop/web:broken": "sha256:" + "b0" * 32,
+                                  "registry.example.com/other/tool:1": "sha256:" + "f0" * 32})
+    host.add("api", 9, state="exited", health=None)
+    kept = ["registry.example.com/shop/api:1.4.2", "registry.example.com/shop/web:1.4.2", fixtures.NGINX,
+            fixtures.PG16, fixtures.REDIS]
+    pruned = engine_on(host, project).prune(kept, {IMAGES["registry.example.com/shop/api:1.5.0"]})
+    # 1.5.0 is a release's (by ID); the other repository is not the app's; the running containers' stay.
+    assert pruned == {"containers": ["shop-api-9"], "images": ["registry.example.com/shop/api:1.3.0",
+                                                                "registry.example.com/shop/web:broken"], "other": False}
+    assert sorted(host.images) == sorted(set(IMAGES) | {"registry.example.com/other/tool:1"})
+    assert "shop-api-9" not in host.containers
+    assert host.ran("image", "prune") == [["image", "prune", "--force"]]
+    assert host.ran("builder", "prune") == [["builder", "prune", "--force"]]
+
+
+def test_prune_never_forces_and_reports_only_what_docker_removed(project):
+    host = running_host()
+    # Another project's container runs an old image of the app's repository: it stays.
+    host.images["registry.example.com/shop/api:1.3.0"] = "sha256:" + "a0" * 32
+    host.containers["other-1"] = dict(host.containers["shop-api-1"], image="sha256:" + "a0" * 32)
+    engine = engine_on(host, project)
+    engine.containers = lambda: []  # only this project's containers are the engine's
+    pruned = engine.prune(["registry.example.com/shop/api:1.4.2"], set())
+    assert pruned["images"] == ["registry.example.com/shop/api:1.5.0"]  # what Docker untagged, not what it refused
+    assert "registry.example.com/shop/api:1.3.0" in host.images
+    assert all("--force" not in call for call in host.ran("image", "rm"))
+
+
+def test_prune_in_check_mode_lists_and_removes_nothing(project):
+    host = running_host()
+    host.images["registry.example.com/shop/api:1.3.0"] = "sha256:" + "a0" * 32
+    engine = engine_on(host, project)
+    engine.check_mode = True
+    pruned = engine.prune(["registry.example.com/shop/api:1.4.2"], set())
+    assert pruned["images"] == ["registry.example.com/shop/api:1.3.0"]
+    assert "registry.example.com/shop/api:1.3.0" in host.images
+    assert not host.ran("image", "rm") and not host.ran("image", "prune") and not host.ran("builder", "prune")
+
+
+# -- a rotated database password --------------------------------------------------------------------
+
+def test_a_rotated_database_password_changes_right_before_the_new_containers_start(project):
+    """From ALTER ROLE on, the old containers cannot open new connections: nothing but the start of
+    the new ones comes between it and the roll (the project's state is read before it)."""
+    host = running_host()
+    for name in ("shop-api-1", "shop-api-2"):
+        host.containers[name].update(hash="previous")
+    engine = engine_on(host, project, db_password="new-Pa55", db_user="shop")
+    engine.running_passwords["postgres/db_password"] = "old-Pa55"
+    engine.validate(STAGED)
+    engine.converge(Rollout())
+    calls = [c[:3] for c in host.calls]
+    alter = calls.index(["compose", "exec", "-T"])
+    assert host.calls[alter][3:5] == ["postgres", "psql"]
+    assert calls[alter + 1][:2] == ["compose", "up"] and "--no-recreate" in host.calls[alter + 1]
+    assert not [c for c in calls[alter:] if c[:2] == ["compose", "config"]]
