@@ -19,10 +19,6 @@ WRAPPER = HELPERS + "/with-secrets"
 POSTGRES_START = HELPERS + "/postgres-start"
 NGINX_START = HELPERS + "/nginx-start"
 BUILTINS = ("nginx", "postgres", "redis")
-# The healthcheck start interval of the collection's PostgreSQL, Redis and Nginx when the engine
-# takes one (app_healthcheck_start_interval set): a switch seldom waits for them, and a new
-# value would recreate them.
-BUILTIN_START_INTERVAL = "1s"
 # Official postgres images before 18 keep the cluster in a subdirectory of their volume.
 PGDATA_OLD_LAYOUT = "/var/lib/postgresql/data/pgdata"
 
@@ -95,11 +91,11 @@ class Project(object):
             spec["cap_add"] = list(cap_add)
         return spec
 
-    def healthcheck(self, test, timings, builtin=True):
+    def healthcheck(self, test, timings):
         check = {"test": test, "interval": timings["interval"], "timeout": timings["timeout"],
                  "retries": int(timings["retries"]), "start_period": timings["start_period"]}
         if self.ctx.get("start_interval"):
-            check["start_interval"] = BUILTIN_START_INTERVAL if builtin else self.ctx["start_interval"]
+            check["start_interval"] = self.ctx["start_interval"]
         return check
 
     def helpers_mount(self):
@@ -179,7 +175,7 @@ class Project(object):
             test = ["CMD-SHELL", escape(check["test"])]
         else:
             test = ["CMD"] + escape(list(check["test"]))
-        return self.healthcheck(test, check, builtin=False)
+        return self.healthcheck(test, check)
 
     def migration_services(self, name, svc):
         """One-off services (profile `migrations`) that run a service's migrations in order."""

@@ -60,17 +60,15 @@ class Docker(object):
         return rc, out, err
 
 
-def wait_until(predicate, timeout, first=0.1, longest=0.5):
+def wait_until(predicate, timeout, interval=0.5):
     """Calls predicate() until it returns something true or timeout seconds passed; returns the
-    last value (false on timeout). It asks often at first (a container that is ready soon counts
-    at once) and every `longest` seconds after about two seconds (a slow start costs few calls)."""
-    deadline, interval = time.monotonic() + timeout, first
+    last value (false on timeout)."""
+    deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval)
-        interval = min(longest, interval * 1.5)
 
 
 class Rollout(object):

@@ -219,7 +219,8 @@ def test_revert_all_returns_the_hosts_already_updated(hosts, pebble_root):
                                   "-e", "app_update_revert_all=true")
             figures = load.stop()
     finally:
-        hosts[APP2].check_output(f"docker rmi {v2} && docker pull -q {v2}")
+        # app2 as it was: the v2 image from the registry, no broken one (no release of it uses one).
+        hosts[APP2].check_output(f"docker rmi {v2} {bad} && docker pull -q {v2}")
     assert result.returncode != 0
     assert f"{APP2}: update to v2 failed" in result.output
     assert f"went back to their previous release: {APP1}" in result.output

@@ -410,15 +410,6 @@ def test_healthcheck_kinds():
         assert "./selfhost:/selfhost:ro" in doc["services"][name]["volumes"]
 
 
-def test_the_app_services_take_the_start_interval_and_the_builtin_services_keep_one_second():
-    doc, _ = render({"api": {"image": API, "port": 5000}, "web": {"image": API, "port": 8080}},
-                    start_interval="250ms")
-    intervals = dict((name, spec["healthcheck"].get("start_interval")) for name, spec in doc["services"].items()
-                     if "healthcheck" in spec and not spec["healthcheck"].get("disable"))
-    assert intervals["api"] == intervals["web"] == "250ms"
-    assert intervals["postgres"] == intervals["redis"] == intervals["nginx"] == cr.BUILTIN_START_INTERVAL == "1s"
-
-
 def test_healthcheck_start_interval_is_left_out_for_older_engines():
     doc, _ = example(start_interval="")
     assert all("start_interval" not in spec.get("healthcheck", {}) for spec in doc["services"].values())

@@ -511,33 +511,6 @@ def test_old_containers_with_requests_open_wait_out_app_drain_seconds(project, m
     assert drained_after(project, monkeypatch, busy_checks=10 ** 6, drain_seconds=1.2) >= 1.2
 
 
-# -- wait_until ---------------------------------------------------------------------------------
-
-def test_wait_until_asks_often_at_first_then_every_half_second(monkeypatch):
-    from ansible_collections.selfhost.stack.plugins.module_utils import engine
-    clock, slept = [0.0], []
-
-    def sleep(seconds):
-        slept.append(round(seconds, 3))
-        clock[0] += seconds
-
-    monkeypatch.setattr(engine.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(engine.time, "sleep", sleep)
-    calls = []
-    assert engine.wait_until(lambda: calls.append(1) or (len(calls) == 12 and "ready"), timeout=60) == "ready"
-    assert slept[:3] == [0.1, 0.15, 0.225] and slept[-1] == 0.5 and max(slept) == 0.5
-    assert len(calls) == 12
-
-
-def test_wait_until_gives_up_after_the_timeout_with_the_last_answer(monkeypatch):
-    from ansible_collections.selfhost.stack.plugins.module_utils import engine
-    clock = [0.0]
-    monkeypatch.setattr(engine.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(engine.time, "sleep", lambda seconds: clock.__setitem__(0, clock[0] + seconds))
-    assert engine.wait_until(lambda: None, timeout=5) is None
-    assert 5 <= clock[0] <= 5.5
-
-
 # -- pruning ------------------------------------------------------------------------------------
 
 def test_prune_removes_the_apps_images_no_release_uses_and_keeps_the_rest(project):
