@@ -40,6 +40,8 @@ DIRECTORIES = (("", 0o750), ("secrets", 0o700), ("nginx", 0o755), ("selfhost", 0
 HASH_KEY = "secrets/.hash-key"
 EDGE_DIR = "nginx/"
 GATE_INTERVAL = 0.1
+MAINTENANCE_FILE = EDGE_DIR + "maintenance.inc"
+GATE_HEADER = "X-Selfhost-Gate"
 DOCKER_ROOT = "/var/lib/docker"
 HASHES_COMMENT = ("# Keyed hashes of each service's secrets, its label selfhost.secrets-hash: a changed",
                   "# secret rolls only the services that use it (written by the switch).")
@@ -73,7 +75,14 @@ def secrets_hashes(secret_files, key):
     return hashes
 
 
-def http_gate(url, wanted, timeout, expect, interval=GATE_INTERVAL):
+def maintenance_token(text):
+    """The token nginx/maintenance.inc (playbooks/maintenance.yml) sets, or None: the edge lets
+    a request that sends it back (GATE_HEADER) through to the application."""
+    match = re.search(r'^set \$selfhost_maintenance "([0-9a-f]+)";$', text or "", re.M)
+    return match.group(1) if match else None
+
+
+def http_gate(url, wanted, timeout, expect, interval=GATE_INTERVAL, headers=None):
     """`wanted` good answers in a row from url within timeout seconds: a 2xx whose body contains
     expect. Returns a line for the report; raises SwitchFailed."""
     deadline, streak, last = time.monotonic() + timeout, 0, "no answer yet"
@@ -84,7 +93,7 @@ def http_gate(url, wanted, timeout, expect, interval=GATE_INTERVAL):
                                % (wanted, url, timeout, last))
         try:
             # Its own host's 127.0.0.1: no certificate to verify.
-            with open_url(url, timeout=3, validate_certs=False, use_proxy=False) as answer:
+            with open_url(url, timeout=3, validate_certs=False, use_proxy=False, headers=headers) as answer:
                 body = answer.read().decode("utf-8", "replace")
             ok = expect in body
             last = body[:200] if ok else "answer without %r: %s" % (expect, body[:200])
@@ -518,8 +527,10 @@ class Switch(object):
         """Every container serving, then good answers through the edge. Old containers drain
         meanwhile and stop after it. A run that changed nothing has nothing to prove."""
         if changed and self.p["gate"]["url"] and "nginx" in self.p["services"]:
+            token = maintenance_token(self.project.read(MAINTENANCE_FILE))
             self.result["gate"] = http_gate(self.p["gate"]["url"], self.p["gate"]["successes"], self.p["gate"]["timeout"],
-                                            self.p["gate"]["expect"].replace("{version}", version))
+                                            self.p["gate"]["expect"].replace("{version}", version),
+                                            headers={GATE_HEADER: token} if token else None)
             self.timed("answers through the edge")
         self.engine.finish(self.rollout)
         if self.rollout.drained is not None:

@@ -5,6 +5,8 @@ switch) is the faults scenario's.
 """
 
 import json
+import urllib.error
+import urllib.request
 import uuid
 
 from conftest import APP_DIR, HOST, api, compose, deploy, recap, wait_healthy
@@ -265,3 +267,105 @@ def test_update_bad_input_stops_before_any_change(host):
         assert recap(result.output, HOST)["changed"] == 0, args
     assert host.file(f"{APP_DIR}/compose.yaml").sha256sum == before
     assert not host.file(f"{APP_DIR}/.deploy.lock").exists
+
+
+# Maintenance mode (playbooks/maintenance.yml) and the edge's error page.
+EDGE = "http://127.0.0.1:18081"
+# The only failed answers under maintenance: Nginx's own 503 (the page), not the application's.
+PAGE = {"HTTPError: HTTP Error 503: Service Temporarily Unavailable"}
+
+
+def maintenance(*args):
+    return run_playbook("playbooks/maintenance.yml", *args)
+
+
+def edge(path="/api/version"):
+    """(status, headers, body) of a GET through the edge's published port, from this machine."""
+    try:
+        with urllib.request.urlopen(EDGE + path, timeout=5) as answer:
+            return answer.status, answer.headers, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read().decode()
+
+
+def names(host, service):
+    return host.check_output("docker ps --filter label=com.docker.compose.project=demo --filter "
+                             "label=com.docker.compose.service=%s --format '{{.Names}}'", service).split()
+
+
+def from_backend(host, path="/api/version"):
+    """(status, body) of a GET to the edge from inside a backend container (an allow-listed client)."""
+    script = ("import sys, urllib.request as u\ntry:\n r = u.urlopen('http://nginx' + sys.argv[1], timeout=5)\n"
+              " print(r.status, r.read().decode())\nexcept Exception as e:\n print(getattr(e, 'code', e), '')")
+    status, body = host.check_output("docker exec %s python3 -c %s %s", names(host, "backend")[0], script, path).split(" ", 1)
+    return status, body
+
+
+def test_maintenance_mode_under_load_lets_the_allow_list_and_updates_through(host, tmp_path):
+    """Ends as the inventory deploys (the plain -vvv re-run, which pytest runs last, changes nothing)."""
+    addresses = host.check_output("docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' %s",
+                                  names(host, "backend")[0]).split()
+    allow = json.dumps({"app_maintenance_allow": addresses})
+    error_page = tmp_path / "unavailable.html"
+    error_page.write_text("<h1>We will be right back</h1>\n")
+    # The site and the operator's error page change, no container.
+    assert deploy("-e", allow, "-e", f"app_error_page={error_page}").returncode == 0
+    frontends = names(host, "frontend")
+    host.run_expect([0], "docker stop " + " ".join(frontends))
+    try:
+        status, headers, body = edge("/")
+        assert (status, headers["Retry-After"], body) == (503, "5", "<h1>We will be right back</h1>\n")
+        assert headers["Content-Type"].startswith("text/html")
+    finally:
+        host.run_expect([0], "docker start " + " ".join(frontends))
+    wait_healthy(host)
+
+    bad = maintenance("-e", "maintenance=maybe")
+    assert bad.returncode != 0 and 'maintenance must be on or off (-e maintenance=on), got "maybe"' in bad.output
+    check = maintenance("-e", "maintenance=on", "--check")
+    assert check.returncode == 0 and recap(check.output, HOST)["changed"] >= 1, check.output[-2000:]
+    assert not host.file(f"{APP_DIR}/nginx/maintenance.inc").exists and edge()[0] == 200
+
+    with Load(LOAD_URL) as load:
+        result = maintenance("-e", "maintenance=on")
+        figures = load.stop()
+    assert result.returncode == 0, result.output[-3000:]
+    # Every answer is the application's or the page, never a connection error, a 502 or the app's 503.
+    assert set(figures["failure_reasons"]) <= PAGE and 0 < figures["failed"] < figures["requests"], figures
+    status, headers, body = edge("/api/items")
+    assert (status, headers["Retry-After"], headers["Cache-Control"]) == (503, "300", "no-store")
+    assert "Down for maintenance" in body and "demo" in body
+    assert edge("/")[0] == 503 and edge("/healthz")[0] == 200
+    assert from_backend(host)[0] == "200"
+    assert recap(maintenance("-e", "maintenance=on").output, HOST)["changed"] == 0
+    audit = [json.loads(line) for line in host.file(f"{APP_DIR}/audit.log").content_string.splitlines()]
+    assert {k: audit[-1][k] for k in ("action", "state")} == {"action": "maintenance", "state": "on"}, audit[-1]
+
+    # An update while it is on passes its gate, which asks through the page with the token of
+    # maintenance.inc; the operator's page and Retry-After come with it.
+    page = tmp_path / "maintenance.html"
+    page.write_text("<h1>Back at noon</h1>\n")
+    with Load(LOAD_URL) as load:
+        result = update("-e", "app_version=v2", "-e", allow, "-e", f"app_maintenance_page={page}",
+                        "-e", "app_maintenance_retry_after=120")
+        figures = load.stop()
+    assert result.returncode == 0, result.output[-3000:]
+    assert set(figures["failure_reasons"]) <= PAGE and figures["failed"] == figures["requests"], figures
+    status, headers, body = edge()
+    assert (status, headers["Retry-After"], body) == (503, "120", "<h1>Back at noon</h1>\n")
+    assert all(host.check_output("docker inspect -f '{{.Config.Image}}' %s", name).endswith(":v2")
+               for name in names(host, "backend")), names(host, "backend")
+
+    # A plain deploy (back to v1, the role's page) passes its gate too; then it is turned off.
+    assert deploy().returncode == 0
+    status, headers, body = edge()
+    assert (status, headers["Retry-After"]) == (503, "300") and "Down for maintenance" in body
+    with Load(LOAD_URL) as load:
+        result = maintenance("-e", "maintenance=off")
+        figures = load.stop()
+    assert result.returncode == 0, result.output[-3000:]
+    assert set(figures["failure_reasons"]) <= PAGE and figures["failed"] < figures["requests"], figures
+    assert not host.file(f"{APP_DIR}/nginx/maintenance.inc").exists
+    assert edge()[0] == 200 and served_version(host) == "v1"
+    bad = deploy("-e", "app_error_page=relative/page.html")
+    assert bad.returncode != 0 and "absolute path of an HTML file" in bad.output, bad.output[-2000:]

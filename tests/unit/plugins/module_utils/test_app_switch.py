@@ -162,6 +162,7 @@ class Answers(object):
     def __init__(self, answers):
         self.answers = list(answers)
         self.asked = 0
+        self.headers = []
 
     def next(self):
         self.asked += 1
@@ -177,6 +178,7 @@ def server():
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
+                script.headers.append(dict(self.headers))
                 status, body = script.next()
                 data = body.encode("utf-8")
                 self.send_response(status)
@@ -228,6 +230,20 @@ def test_the_timeout_message_names_the_url_the_wanted_answers_and_the_last_one(s
     assert failed.value.msg == ("health gate: 5 good answers in a row wanted from %s within 1s; "
                                 "last: HTTPError: HTTP Error 503: Service Unavailable" % url)
     assert failed.value.reason().startswith("Wait for consecutive good answers through Nginx: health gate:")
+
+
+def test_the_gate_sends_the_maintenance_token_back(server):
+    url, script = server([(200, "ok")])
+    sw.http_gate(url, 2, 5, "ok", interval=0.01, headers={sw.GATE_HEADER: "0a1b"})
+    assert [h.get(sw.GATE_HEADER) for h in script.headers] == ["0a1b", "0a1b"]
+
+
+def test_the_maintenance_token_is_read_from_the_file_maintenance_yml_writes():
+    text = ('# Maintenance mode, turned on by playbooks/maintenance.yml; -e maintenance=off removes this file.\n'
+            'set $selfhost_maintenance "3f9c0d";\n')
+    assert sw.maintenance_token(text) == "3f9c0d"
+    assert sw.maintenance_token(None) is None
+    assert sw.maintenance_token('set $selfhost_maintenance "";\n') is None
 
 
 def test_a_port_nobody_listens_on_is_a_bad_answer(server):
@@ -401,6 +417,7 @@ class World(object):
         self.staged = []
         self.running = None  # the compose.yaml the containers run
         self.gate_fails = ()  # versions the health gate refuses
+        self.gate_headers = []  # the headers of each gate
         self.lock_seen = []
         self.prunes = []  # (refs, ids) of each prune
         self.pruned = None  # what the engine's prune returns; an exception: raised
@@ -536,8 +553,9 @@ def clock(monkeypatch):
 def world(tmp_path, monkeypatch):
     w = World(str(tmp_path / "shop"))
 
-    def gate(url, wanted, timeout, expect, interval=sw.GATE_INTERVAL):
+    def gate(url, wanted, timeout, expect, interval=sw.GATE_INTERVAL, headers=None):
         w.calls.append("http_gate " + expect)
+        w.gate_headers.append(headers)
         if expect in w.gate_fails:
             raise SwitchFailed("Wait for consecutive good answers through Nginx",
                                "health gate: %d good answers in a row wanted from %s within %ss; last: HTTPError: "
@@ -789,6 +807,15 @@ def test_check_mode_on_a_host_never_deployed_creates_nothing(world):
     assert failed is None and result["changed"]
     assert not os.path.exists(world.project_dir)
     assert "compose.yaml" in result["files"]
+
+
+def test_in_maintenance_mode_the_gate_sends_the_token_of_maintenance_inc(world):
+    run(world)
+    assert world.gate_headers == [None]
+    with open(os.path.join(world.project_dir, "nginx", "maintenance.inc"), "w") as f:
+        f.write('set $selfhost_maintenance "c0ffee";\n')
+    run(world, version="2.0")
+    assert world.gate_headers[-1] == {"X-Selfhost-Gate": "c0ffee"}
 
 
 def test_a_run_that_changes_nothing_skips_the_http_gate(world):
