@@ -44,7 +44,8 @@ APP_ENGINES = yaml.safe_load((APP / "vars" / "main.yml").read_text())["__app_eng
 # Two routed services, as the app role's vars would give them (app_model, app_plan).
 APP_VARS = {"app_name": "demo", "app_project_dir": "/opt/demo", "app_engine": "compose", "app_tls_enabled": False,
             "app_domains": [], "app_https_port": 443, "app_client_max_body_size": "10m",
-            "app_trust_forwarded_proto": False,
+            "app_trust_forwarded_proto": False, "app_error_page": "", "app_maintenance_allow": [],
+            "app_maintenance_retry_after": 300,
             "app_model_here": ["backend", "frontend"],
             "app_model": {"backend": {"routes": [{"path": "/api/", "websocket": False}]},
                           "frontend": {"routes": [{"path": "/", "websocket": False}]}},
@@ -156,7 +157,8 @@ def test_only_idempotent_requests_are_retried_after_they_reached_a_host(rendered
 
 def test_app_site_without_trusted_proxies_replaces_forwarded_headers(rendered):
     text, headers = rendered["app-untrusted"], rendered["app-untrusted.inc"]
-    assert "real_ip" not in text and "geo " not in text and "$app_forwarded" not in text + headers
+    # No geo of trusted load balancers (the maintenance allow-list's geo is always there).
+    assert "real_ip" not in text and "$app_from_trusted_proxy" not in text and "$app_forwarded" not in text + headers
     # Every route takes the headers.
     assert text.count("include /etc/nginx/conf.d/proxy_headers.inc;") == 2
     assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in lines(headers)
