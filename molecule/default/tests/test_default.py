@@ -369,3 +369,49 @@ def test_maintenance_mode_under_load_lets_the_allow_list_and_updates_through(hos
     assert edge()[0] == 200 and served_version(host) == "v1"
     bad = deploy("-e", "app_error_page=relative/page.html")
     assert bad.returncode != 0 and "absolute path of an HTML file" in bad.output, bad.output[-2000:]
+
+
+# Day-2 playbooks: a service's logs, a one-off command.
+def one_off_containers(host):
+    return host.check_output("docker ps -a --filter label=com.docker.compose.project=demo "
+                             "--filter label=com.docker.compose.oneoff=True --format '{{.Names}}'").split()
+
+
+def test_logs_and_one_off_commands_with_the_services_env_and_secrets(host):
+    name = "day2-" + uuid.uuid4().hex[:8]
+    assert api(host, "POST", "/api/items", {"name": name})[0] == 201
+    logs = run_playbook("playbooks/logs.yml", "-e", "service=nginx", "-e", "since=5m", "-e", "tail=all")
+    assert logs.returncode == 0 and "POST /api/items HTTP/1.1" in logs.output, logs.output[-2000:]
+    for args, message in ((["-e", "service=nope"], "service must name a service of app_services or nginx"),
+                          (["-e", "service=backend", "-e", "since=yesterday"], "since must be a duration")):
+        bad = run_playbook("playbooks/logs.yml", *args)
+        assert bad.returncode != 0 and message in bad.output, bad.output[-2000:]
+
+    # The backend's own entrypoint, env and secret files: it logs in to PostgreSQL and reads the item.
+    query = f"import db; print('found', db.query('SELECT name FROM items WHERE name = %s', ('{name}',)))"
+    run = run_playbook("playbooks/run.yml", "-e", "service=backend", "-e", json.dumps({"command": f'python3 -c "{query}"'}))
+    assert run.returncode == 0 and f"found [('{name}',)]" in run.output, run.output[-2000:]
+    failed = run_playbook("playbooks/run.yml", "-e", "service=backend",
+                          "-e", json.dumps({"command": "python3 -c 'import sys; sys.exit(3)'"}))
+    assert failed.returncode != 0 and "exited with 3" in failed.output, failed.output[-2000:]
+    assert one_off_containers(host) == []
+    audit = [json.loads(line) for line in host.file(f"{APP_DIR}/audit.log").content_string.splitlines()]
+    assert [(e["action"], e["service"], e["rc"]) for e in audit[-2:]] == [("run", "backend", 0), ("run", "backend", 3)]
+    assert audit[-2]["command"] == f'python3 -c "{query}"'  # who ran what, not the output
+    assert set(audit[-2]) == {"action", "service", "command", "rc", "actor", "host", "time"}, audit[-2]
+    bad = run_playbook("playbooks/run.yml", "-e", "service=postgres", "-e", "command=psql")
+    assert bad.returncode != 0 and "service must name a service of app_services" in bad.output, bad.output[-2000:]
+
+
+def test_status_in_json_names_the_release_and_every_service(host):
+    result = run_playbook("playbooks/status.yml", "-e", "status_format=json")
+    assert result.returncode == 0, result.output[-3000:]
+    rows = json.loads(result.output.split("ok: [localhost] => ", 1)[1].split("\n\nPLAY RECAP", 1)[0])["msg"]
+    assert [(r["host"], r["state"], r["engine"]) for r in rows] == [(HOST, "ok", "compose")], rows
+    assert rows[0]["release"] == host.file(f"{APP_DIR}/releases/current").linked_to.rsplit("/", 1)[-1]
+    assert set(rows[0]["services"]) == set(SERVICES), rows[0]["services"]
+    assert all(s["serving"] == s["containers"] >= 1 for s in rows[0]["services"].values()), rows[0]["services"]
+    assert rows[0]["services"]["backend"]["versions"] == [rows[0]["version"]] == ["v1"]
+    assert rows[0]["disk_free_gib"] > 0 and rows[0]["uptime"] > 0
+    bad = run_playbook("playbooks/status.yml", "-e", "status_format=xml")
+    assert bad.returncode != 0 and 'status_format must be table or json, got "xml"' in bad.output

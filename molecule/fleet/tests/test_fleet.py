@@ -6,6 +6,7 @@ Tests run in file order; each builds on the state the previous one left.
 """
 
 import json
+import re
 import subprocess
 import time
 import uuid
@@ -17,6 +18,7 @@ from conftest import (APP1, APP2, DB, DOMAIN, LB, LB_CURL, ROOT_PEM, haproxy, ha
 from testlib import LbWatch, api, recap, run_playbook, window
 
 WRITTEN = []
+STATUS = []  # the status.yml run while app2 was dead
 # Latency targets (p99 against steady state) are figures of benchmarks/lb.py, not assertions here:
 # the controller, the load generator and four test hosts share this machine's two cores.
 # Where latency is reported, ansible-playbook runs at a lower priority and the load generator at
@@ -243,7 +245,10 @@ def test_a_killed_app_host_leaves_rotation_at_once_and_comes_back(hosts, pebble_
             subprocess.run(["docker", "kill", APP2], check=True, capture_output=True, timeout=60)
             time.sleep(3)
             sent_after_3s = server_sessions(hosts[LB], APP2)
-            time.sleep(12)
+            # While app2 is dead: the fleet's status (test_status_shows_a_dead_host_as_a_row).
+            status_started = time.monotonic()
+            STATUS.append(run_playbook("playbooks/status.yml", nice=10))
+            time.sleep(max(0.0, 12 - (time.monotonic() - status_started)))
             sent_while_dead = server_sessions(hosts[LB], APP2) - sent_after_3s
             restarted = time.time()
             subprocess.run(["docker", "start", APP2], check=True, capture_output=True, timeout=60)
@@ -273,6 +278,27 @@ def test_a_killed_app_host_leaves_rotation_at_once_and_comes_back(hosts, pebble_
     for _ in range(6):
         lb_api(hosts, "GET", "/api/health")
     assert server_sessions(hosts[LB], APP2) > before, before
+
+
+def table_rows(output):
+    """The status table's lines, as the debug task prints them (one quoted string a line)."""
+    return [json.loads(line.strip().rstrip(",")) for line in output.splitlines()
+            if line.strip().startswith('"') and not line.strip().startswith('"msg"')]
+
+
+def test_status_shows_a_dead_host_as_a_row(hosts):
+    assert STATUS, "test_a_killed_app_host_leaves_rotation_at_once_and_comes_back did not run status.yml"
+    result = STATUS[0]
+    assert result.returncode == 0, result.output[-3000:]
+    rows = dict((line.split()[0], line) for line in table_rows(result.output)[1:])
+    assert set(rows) == {LB, DB, APP1, APP2}, result.output[-3000:]
+    # Over SSH a dead host is unreachable; the harness's docker connection finds its container stopped.
+    assert rows[APP2].split()[1] == "unreachable" or "is not running" in rows[APP2], rows[APP2]
+    assert rows[APP1].split()[1] == "ok" and rows[DB].split()[1] == "ok", rows
+    for host, services in ((APP1, ("backend", "frontend", "nginx")), (DB, ("postgres", "redis"))):
+        for service in services:  # every container serves, with the version it runs
+            assert re.search(r"\b%s (\d)/\1 \S" % service, rows[host]), rows[host]
+    assert rows[LB].split()[1] == "no" and "days" in rows[LB], rows[LB]  # no app; HAProxy's certificate
 
 
 def test_every_item_written_before_is_still_there(hosts):

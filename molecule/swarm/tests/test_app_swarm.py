@@ -61,6 +61,11 @@ def test_the_demo_runs_as_one_stack_placed_as_asked(hosts):
     # Swarm waits a task's stop_grace_period (app_service_defaults: 30s) before SIGKILL.
     spec = json.loads(manager.check_output("docker service inspect demo_backend"))[0]["Spec"]
     assert spec["TaskTemplate"]["ContainerSpec"]["StopGracePeriod"] == 30 * 10 ** 9
+    # playbooks/logs.yml reads every task's logs on the manager: both backends started.
+    logs = run_playbook("playbooks/logs.yml", "-e", "service=backend", "-e", "since=2h", "-e", "tail=all")
+    assert logs.returncode == 0, logs.output[-2000:]
+    started = [line for line in logs.output.splitlines() if "demo-backend v1 listening on" in line]
+    assert {WORKER1, WORKER2} <= {w for w in (WORKER1, WORKER2) for line in started if "@" + w in line}, started
 
 
 def test_a_service_placed_on_a_label_no_node_carries_is_refused_before_any_change(hosts):
