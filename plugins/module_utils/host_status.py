@@ -14,7 +14,7 @@ import os
 import re
 import time
 
-DAY = 86400
+from ansible_collections.selfhost.stack.plugins.module_utils import releases
 
 
 def health_of(status):
@@ -59,8 +59,9 @@ def compose_services(lines):
         health = health_of(row.get("Status"))
         entry["running"] += running
         entry["serving"] += running and health in ("", "healthy")
-        if running and tag_of(row.get("Image", "")) not in entry["versions"]:
-            entry["versions"].append(tag_of(row.get("Image", "")))
+        version = tag_of(row.get("Image", ""))
+        if running and version not in entry["versions"]:
+            entry["versions"].append(version)
     return services
 
 
@@ -74,9 +75,9 @@ def swarm_services(lines, stack):
         name = row.get("Name", "")
         if not name.startswith(stack + "_"):
             continue
-        running, _sep, wanted = (row.get("Replicas") or "0/0").partition("/")
-        running = int(re.match(r"\d+", running).group(0)) if re.match(r"\d+", running) else 0
-        wanted = int(re.match(r"\d+", wanted).group(0)) if re.match(r"\d+", wanted) else 0
+        # "1/2", or "1/1 (max 1 per node)"
+        counts = re.match(r"(\d+)/(\d+)", row.get("Replicas") or "")
+        running, wanted = (int(counts.group(1)), int(counts.group(2))) if counts else (0, 0)
         services[name[len(stack) + 1:]] = {"running": running, "serving": running, "containers": wanted,
                                            "versions": [tag_of(row.get("Image", ""))]}
     return services
@@ -140,15 +141,13 @@ class HostStatus(object):
             return None
 
     def release(self):
-        current = os.path.join(self.project_dir, "releases", "current")
-        text = self.read(os.path.join(current, "release.json"))
-        if text is None:
+        current = releases.current_release(self.project_dir)
+        if current is None:
             return {}
         try:
-            recorded = json.loads(text)
-        except ValueError:
+            return {"id": current, "version": releases.read_release(self.project_dir, current).get("version")}
+        except (IOError, OSError, ValueError):
             return {}
-        return {"id": os.path.basename(os.path.realpath(current)), "version": recorded.get("version")}
 
     def services(self):
         if not os.path.isdir(self.project_dir):
